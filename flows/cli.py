@@ -1,0 +1,162 @@
+"""The ``recsys`` command: run the nightly flow locally, show the latest table's pointer, print the config.
+
+``recsys run`` needs no server: Prefect starts a temporary local one for the run. The config is
+validated before any stage runs; an invalid one exits with status 2 and names the field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+for _name, _value in {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                      "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}.items():
+    os.environ.setdefault(_name, _value)
+
+import yaml  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from recsys.config import PipelineConfig  # noqa: E402
+
+console = Console(stderr=False)
+
+
+def _set_path(target: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        target = target.setdefault(key, {})
+    target[leaf] = value
+
+
+def build_config(args: argparse.Namespace) -> PipelineConfig:
+    """Config file (YAML or JSON) < flags < ``--set key.path=value`` overrides."""
+    raw: dict[str, Any] = {}
+    if args.config:
+        raw = yaml.safe_load(Path(args.config).read_text()) or {}
+        raw = raw.get("config", raw)  # accept a prefect.yaml-style {"config": {...}} too
+    if args.preset:
+        _set_path(raw, "ingest.preset", args.preset)
+        raw.setdefault("dataset", args.preset)
+        if args.preset != "sample" and not args.items:
+            _set_path(raw, "ingest.items_input", None)
+    if args.input:
+        _set_path(raw, "ingest.input", args.input)
+    if args.items:
+        _set_path(raw, "ingest.items_input", args.items)
+    if args.lake:
+        raw["lake"] = args.lake
+    for assignment in args.set or []:
+        key, _, value = assignment.partition("=")
+        _set_path(raw, key, yaml.safe_load(value))
+    return PipelineConfig.model_validate(raw)
+
+
+def _metrics_table(rows: tuple[dict, ...], champion: str) -> Table:
+    k = rows[0]["k"] if rows else 10
+    table = Table(title="item-to-item metrics")
+    for column in ("model", "AUC-ROC", "AUC-ROC seen", f"HitRate@{k}", "train s"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in rows:
+        name = f"{row['model']} *" if row["model"] == champion else row["model"]
+        table.add_row(name, f"{row['auc']:.4f}", f"{row['auc_seen']:.4f}", f"{row['hit_rate']:.4f}",
+                      f"{row['train_seconds']:.1f}")
+    return table
+
+
+class _StageStatus(logging.Handler):
+    """Shows the library's latest log line under a spinner while the flow runs."""
+
+    def __init__(self, status):
+        super().__init__(logging.INFO)
+        self.status = status
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.status.update(f"[bold]{record.getMessage()[:150]}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        config = build_config(args)
+    except (ValidationError, ValueError, OSError, yaml.YAMLError) as exc:
+        console.print(f"[red]invalid configuration:[/red]\n{exc}")
+        return 2
+    interactive = sys.stdout.isatty()
+    if interactive:
+        config = config.model_copy(update={"spark": config.spark.model_copy(update={"show_progress": True})})
+    from flows.nightly import nightly
+
+    library_log = logging.getLogger("recsys")
+    library_log.setLevel(logging.INFO)
+    with console.status("[bold]starting the nightly flow", spinner="dots") as status:
+        handler = _StageStatus(status)
+        library_log.addHandler(handler)
+        try:
+            result = nightly(config=config)
+        finally:
+            library_log.removeHandler(handler)
+    _print_summary(result)
+    return 0
+
+
+def _print_summary(result) -> None:
+    ingest, plan, evaluation, published = result.ingest, result.plan, result.evaluate, result.publish
+    console.print(f"ingest: read {ingest.rows_read} rows = {ingest.rows_accepted} accepted + "
+                  f"{ingest.rows_quarantined} quarantined + {ingest.rows_duplicate} duplicates "
+                  f"({ingest.files_ingested} new file(s), {ingest.files_skipped} already ingested)")
+    console.print(f"run {plan.run_id}: train {plan.train_from}..{plan.train_until}, test {plan.test_from}.."
+                  f"{plan.run_date}")
+    console.print(_metrics_table(evaluation.rows, evaluation.champion))
+    console.print(f"published table: {published.path}  ({published.rows} rows, {published.items} items, "
+                  f"model {published.model})")
+    console.print(f"latest pointer:  {published.latest}")
+    console.print(f"report:          {evaluation.report_path}")
+    console.print(f"metrics:         {evaluation.metrics_path}")
+
+
+def cmd_latest(args: argparse.Namespace) -> int:
+    pointer = Path(args.lake or PipelineConfig().lake) / "recommendations" / "_LATEST"
+    if not pointer.exists():
+        console.print(f"[red]nothing published yet:[/red] {pointer} does not exist")
+        return 1
+    console.print_json(pointer.read_text())
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    print(yaml.safe_dump(json.loads(PipelineConfig().model_dump_json()), sort_keys=False))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="recsys", description="Nightly recommendation pipeline.")
+    commands = root.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the nightly flow now, locally")
+    run.add_argument("--config", help="YAML or JSON file with PipelineConfig fields")
+    run.add_argument("--preset", help="column mapping preset: sample, taobao, diginetica, rees46")
+    run.add_argument("--input", help="raw log file or folder")
+    run.add_argument("--items", help="item side-information CSV (item_id, category, brand, price)")
+    run.add_argument("--lake", help="lake root folder (default data/lake)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. walks.walk_length=20")
+    run.set_defaults(func=cmd_run)
+    latest = commands.add_parser("latest", help="print the _LATEST pointer of the published tables")
+    latest.add_argument("--lake", help="lake root folder (default data/lake)")
+    latest.set_defaults(func=cmd_latest)
+    show = commands.add_parser("config", help="print the default configuration as YAML")
+    show.set_defaults(func=cmd_config)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The evaluate stage: every model scored on the same holdout, written to ``metrics.parquet``.
+
+Item-to-item protocol (DESIGN.md, "Evaluation protocol"): AUC-ROC of the held-out co-occurring pairs
+against as many sampled non-pairs, overall and on the "seen" split (both items seen in training);
+HitRate@K of the held-out neighbour, each positive pair counted in both directions. Items unseen in
+training score the fallback 0.0 (AUC) and, as anchors or targets, count as misses (HitRate).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from recsys.config import EvaluateConfig
+from recsys.lake import write_parquet_atomic
+from recsys.metrics import auc_roc, hit_rate, precision_recall
+from recsys.models.base import ItemModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    name: str
+    auc: float
+    auc_seen: float
+    hit_rate: float
+    precision: np.ndarray
+    recall: np.ndarray
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    metrics_path: str
+    report_path: str
+    champion: str
+    rows: tuple[dict, ...]
+
+
+def score_model(model: ItemModel, holdout: pa.Table, k: int) -> ModelScores:
+    a, b = holdout.column("a").to_numpy(), holdout.column("b").to_numpy()
+    label = holdout.column("label").to_numpy().astype(bool)
+    scores = model.pair_scores(a, b)
+    seen = (a >= 0) & (b >= 0)
+    precision, recall = precision_recall(scores[label], scores[~label])
+    return ModelScores(
+        name=model.name,
+        auc=auc_roc(scores[label], scores[~label]),
+        auc_seen=auc_roc(scores[label & seen], scores[~label & seen]),
+        hit_rate=_hit_rate(model, a[label], b[label], k),
+        precision=precision,
+        recall=recall,
+    )
+
+
+def _hit_rate(model: ItemModel, a: np.ndarray, b: np.ndarray, k: int) -> float:
+    anchors, targets = np.r_[a, b], np.r_[b, a]
+    recommended = np.full((len(anchors), k), -1, dtype=np.int64)
+    known = anchors >= 0
+    if known.any():
+        unique, inverse = np.unique(anchors[known], return_inverse=True)
+        neighbours, _ = model.similar(unique, k)
+        recommended[known] = neighbours[inverse]
+    return hit_rate(recommended, targets)
+
+
+def metrics_table(scores: list[ModelScores], holdout: pa.Table, context: dict, k: int, train_seconds: dict[str, float]) -> pa.Table:
+    a, b = holdout.column("a").to_numpy(), holdout.column("b").to_numpy()
+    label = holdout.column("label").to_numpy().astype(bool)
+    seen = (a >= 0) & (b >= 0)
+    rows = [{
+        "model": s.name, "auc": s.auc, "auc_seen": s.auc_seen, "hit_rate": s.hit_rate, "k": k,
+        "positives": int(label.sum()), "positives_seen": int((label & seen).sum()),
+        "train_seconds": float(train_seconds.get(s.name, float("nan"))), **context,
+    } for s in scores]
+    return pa.Table.from_pylist(rows)
+
+
+def pick_champion(table: pa.Table, metric: str) -> str:
+    """Best model by ``metric``; NaN loses, ties go to the model listed first in the config."""
+    values = [(-np.nan_to_num(v, nan=-np.inf), i, m) for i, (m, v) in
+              enumerate(zip(table.column("model").to_pylist(), table.column(metric).to_pylist()))]
+    return min(values)[2]
+
+
+def write_metrics(table: pa.Table, path: Path) -> Path:
+    return write_parquet_atomic(table, path)

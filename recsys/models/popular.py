@@ -1,0 +1,50 @@
+"""Most-popular baseline: every item's neighbours are the catalogue's most popular items.
+
+Scoring rule: ``score(a, b) = log(1 + events(b))`` over the training window, whatever ``a`` is; an item
+never seen in training scores the fallback 0.0. It is the floor every model must clear.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from recsys.config import TrainConfig
+from recsys.models.base import FALLBACK_SCORE, ItemModel, TrainingInputs, top_n_rows, write_meta
+
+
+class PopularModel(ItemModel):
+    name = "popular"
+
+    def __init__(self, popularity: np.ndarray):
+        self.popularity = np.log1p(popularity.astype(np.float64)).astype(np.float32)  # (n_nodes,)
+
+    @classmethod
+    def fit(cls, inputs: TrainingInputs, config: TrainConfig) -> "PopularModel":
+        return cls(inputs.item_stats.column("events").to_numpy())
+
+    def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        scores = np.full(len(b), FALLBACK_SCORE, dtype=np.float32)
+        known = (a >= 0) & (b >= 0)
+        scores[known] = self.popularity[b[known]]
+        return scores
+
+    def similar(self, nodes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        top_idx, top_val = top_n_rows(self.popularity[None, :], n + 1)
+        idx = np.tile(top_idx, (len(nodes), 1))
+        val = np.tile(top_val, (len(nodes), 1))
+        keep = idx != nodes[:, None]
+        # drop the node itself where it is among the top n+1, else the (n+1)-th
+        keep[keep.sum(axis=1) > n, -1] = False
+        return idx[keep].reshape(len(nodes), n), val[keep].reshape(len(nodes), n)
+
+    def save(self, folder: Path) -> None:
+        write_meta(folder, name=self.name)
+        np.save(folder / "popularity.npy", self.popularity)
+
+    @classmethod
+    def load(cls, folder: Path, inputs: TrainingInputs) -> "PopularModel":
+        model = cls.__new__(cls)
+        model.popularity = np.load(folder / "popularity.npy", allow_pickle=False)
+        return model

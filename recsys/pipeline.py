@@ -1,0 +1,149 @@
+"""Stage entry points: each takes the config (and the run plan) and returns a small typed result.
+
+These are what ``tasks/`` wraps and what tests call without Prefect. Each reads its inputs from the
+lake and writes its outputs to the lake, so any stage can be re-run alone. Each also records its
+counts under ``runs/<run_id>/stages/`` for the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from recsys.config import PipelineConfig
+from recsys.evaluate import EvaluateResult, metrics_table, pick_champion, score_model, write_metrics
+from recsys.graph import GraphResult, build_graph
+from recsys.holdout import HoldoutResult, build_holdout, load_holdout
+from recsys.ingest import IngestResult, ingest
+from recsys.lake import Lake, RunPaths, write_json_atomic
+from recsys.models.base import TrainingInputs
+from recsys.publish import PublishResult, item_to_item_table, publish_item_to_item
+from recsys.report import write_report
+from recsys.spark import spark_session
+from recsys.timewindow import TimeWindow, resolve_window
+from recsys.train import TrainResult, load_model, train_models, training_threads
+from recsys.transition import TransitionTable
+from recsys.walks import WalksResult, generate_walks
+
+log = logging.getLogger(__name__)
+
+# Settings that do not change what a run computes stay out of the run id.
+_NOT_IN_RUN_ID = {"lake": True, "spark": True}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    run_id: str
+    run_date: str
+    train_from: str
+    train_until: str
+    test_from: str
+    run_dir: str
+
+    @property
+    def window(self) -> TimeWindow:
+        return TimeWindow(dt.date.fromisoformat(self.train_from), dt.date.fromisoformat(self.test_from),
+                          dt.date.fromisoformat(self.run_date))
+
+    @property
+    def paths(self) -> RunPaths:
+        return RunPaths(Path(self.run_dir))
+
+
+def config_digest(config: PipelineConfig) -> str:
+    settings = config.model_dump(mode="json", exclude=_NOT_IN_RUN_ID)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def plan_run(config: PipelineConfig) -> RunPlan:
+    """The run's id and window. Same run date and settings -> same id (so a re-run replaces, not adds)."""
+    lake = Lake(config.lake)
+    window = resolve_window(config.window, lake)
+    run_id = f"{window.run_date:%Y%m%d}-{config_digest(config)}"
+    return RunPlan(run_id, str(window.run_date), str(window.train_from), str(window.train_until),
+                   str(window.test_from), str(lake.run(run_id).root))
+
+
+def _record(plan: RunPlan, stage: str, result: object) -> None:
+    write_json_atomic(dataclasses.asdict(result), plan.paths.root / "stages" / f"{stage}.json")
+
+
+def _recorded(plan: RunPlan) -> dict[str, dict]:
+    folder = plan.paths.root / "stages"
+    order = ["graph", "walks", "train", "holdout"]
+    found = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")} if folder.exists() else {}
+    return {k: _flat(found[k]) for k in order if k in found}
+
+
+def _flat(record: dict) -> dict:
+    return {k: v for k, v in record.items() if not isinstance(v, (list, dict)) and k != "path"}
+
+
+def run_ingest(config: PipelineConfig, now: dt.datetime | None = None) -> IngestResult:
+    return ingest(spark_session(config.spark), config.ingest, Lake(config.lake), now)
+
+
+def run_graph(config: PipelineConfig, plan: RunPlan) -> GraphResult:
+    result = build_graph(spark_session(config.spark), config.graph, Lake(config.lake), plan.window, plan.paths.graph)
+    _record(plan, "graph", result)
+    return result
+
+
+def run_walks(config: PipelineConfig, plan: RunPlan) -> WalksResult:
+    table = TransitionTable.load(plan.paths.graph)
+    result = generate_walks(spark_session(config.spark), table, config.walks, config.seed, plan.paths.walks)
+    _record(plan, "walks", result)
+    return result
+
+
+def training_inputs(config: PipelineConfig, plan: RunPlan) -> TrainingInputs:
+    return TrainingInputs(graph_dir=plan.paths.graph, walks_dir=plan.paths.walks, work_dir=plan.paths.root / "work",
+                          seed=config.seed, threads=training_threads(config.train))
+
+
+def run_train(config: PipelineConfig, plan: RunPlan) -> TrainResult:
+    result = train_models(config.train, training_inputs(config, plan), plan.paths.root / "models")
+    shutil.rmtree(plan.paths.root / "work", ignore_errors=True)
+    _record(plan, "train", result)
+    return result
+
+
+def run_evaluate(config: PipelineConfig, plan: RunPlan) -> EvaluateResult:
+    inputs = training_inputs(config, plan)
+    holdout_result: HoldoutResult = build_holdout(
+        spark_session(config.spark), Lake(config.lake), plan.window, config.graph, config.evaluate, inputs.table,
+        config.seed, plan.paths.holdout)
+    _record(plan, "holdout", holdout_result)
+    holdout = load_holdout(plan.paths.holdout)
+    trained = {m["name"]: m for m in json.loads((plan.paths.root / "stages" / "train.json").read_text())["models"]}
+    scores = []
+    for name in config.train.models:
+        model = load_model(name, Path(trained[name]["path"]), inputs)
+        scores.append(score_model(model, holdout, config.evaluate.k))
+        log.info("evaluate: %s AUC %.4f (seen %.4f), HitRate@%d %.4f", name, scores[-1].auc, scores[-1].auc_seen,
+                 config.evaluate.k, scores[-1].hit_rate)
+    context = {"run_id": plan.run_id, "dataset": config.dataset, "seed": config.seed, "train_from": plan.train_from,
+               "train_until": plan.train_until, "test_from": plan.test_from, "test_until": plan.run_date}
+    metrics = metrics_table(scores, holdout, context, config.evaluate.k, {n: m["seconds"] for n, m in trained.items()})
+    write_metrics(metrics, plan.paths.metrics)
+    champion = pick_champion(metrics, config.publish.champion_metric)
+    write_report(plan.paths.report, metrics, scores, context, champion, config.publish.champion_metric, _recorded(plan))
+    log.info("evaluate: champion by %s is %s; metrics at %s, report at %s", config.publish.champion_metric,
+             champion, plan.paths.metrics, plan.paths.report)
+    return EvaluateResult(str(plan.paths.metrics), str(plan.paths.report), champion, tuple(metrics.to_pylist()))
+
+
+def run_publish(config: PipelineConfig, plan: RunPlan, evaluation: EvaluateResult) -> PublishResult:
+    inputs = training_inputs(config, plan)
+    champion = evaluation.champion
+    model = load_model(champion, plan.paths.model(champion), inputs)
+    recs = item_to_item_table(model, inputs.table, config.publish.top_n, plan.run_id)
+    row = next(r for r in evaluation.rows if r["model"] == champion)
+    headline = {m: row[m] for m in ("auc", "auc_seen", "hit_rate")}
+    return publish_item_to_item(Lake(config.lake), recs, plan.run_date, plan.run_id, champion, headline)

@@ -1,0 +1,237 @@
+"""Reading raw log files line by line into string columns, keeping each line's file, number and text.
+
+This is the part of ingest that runs inside Spark tasks, one file per task (``parse_files`` is the
+``mapInArrow`` function). It only splits lines into fields and flags what cannot be split: bad
+encoding, a wrong field count, a missing column, a truncated gzip. Typing and value checks happen
+afterwards in Spark SQL (``recsys.ingest``). Every line read comes out exactly once, either with
+fields or with a reason, so the ingest accounting can balance.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recsys.config import ColumnMapping
+
+# Canonical raw fields every parser emits, as strings (None where absent).
+FIELDS = ("user_id", "item_id", "time_raw", "time_offset", "event_type_raw", "session_raw", "category", "brand", "price")
+PARSED_SCHEMA = pa.schema(
+    [("source_file", pa.string()), ("line", pa.int64()), ("raw", pa.string())]
+    + [(name, pa.string()) for name in FIELDS]
+    + [("reason", pa.string())]
+)
+PARSED_DDL = ", ".join(f"{f.name} {'bigint' if f.type == pa.int64() else 'string'}" for f in PARSED_SCHEMA)
+BATCH_ROWS = 50_000
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def detect_format(path: Path, default: str) -> str:
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".jsonl", ".json", ".ndjson")):
+        return "jsonl"
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".csv", ".tsv", ".txt")):
+        return "csv"
+    return default
+
+
+def source_columns(mapping: ColumnMapping) -> dict[str, str | None]:
+    """Canonical raw field -> the raw column it comes from (None: not in this log)."""
+    return {
+        "user_id": mapping.user_id,
+        "item_id": mapping.item_id,
+        "time_raw": mapping.event_time,
+        "time_offset": mapping.time_offset_column,
+        "event_type_raw": mapping.event_type,
+        "session_raw": mapping.session_id,
+        "category": mapping.category,
+        "brand": mapping.brand,
+        "price": mapping.price,
+    }
+
+
+def required_columns(mapping: ColumnMapping) -> list[str]:
+    cols = [mapping.user_id, mapping.item_id, mapping.event_time, mapping.time_offset_column,
+            mapping.event_type, mapping.session_id]
+    return [c for c in cols if c]
+
+
+@dataclass
+class _Batch:
+    """Accumulates parsed rows column-wise and flushes them as Arrow record batches."""
+
+    source_file: str
+
+    def __post_init__(self) -> None:
+        self.columns: dict[str, list] = {name: [] for name in PARSED_SCHEMA.names}
+
+    def add(self, line: int, raw: str | None, fields: dict[str, str | None] | None, reason: str | None) -> None:
+        cols = self.columns
+        cols["source_file"].append(self.source_file)
+        cols["line"].append(line)
+        cols["raw"].append(raw)
+        for name in FIELDS:
+            cols[name].append(fields.get(name) if fields else None)
+        cols["reason"].append(reason)
+
+    def __len__(self) -> int:
+        return len(self.columns["line"])
+
+    def flush(self) -> pa.RecordBatch:
+        batch = pa.RecordBatch.from_pydict(self.columns, schema=PARSED_SCHEMA)
+        self.__post_init__()
+        return batch
+
+
+def _open_bytes(path: Path) -> io.BufferedIOBase:
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    if magic == GZIP_MAGIC:
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def _null(value: str | None, markers: frozenset[str]) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return None if value in markers else value
+
+
+def _pick_fields(record: dict[str, object], mapping: ColumnMapping, markers: frozenset[str]) -> dict[str, str | None]:
+    picked: dict[str, str | None] = {}
+    for field, column in source_columns(mapping).items():
+        value = record.get(column) if column else None
+        picked[field] = _null(None if value is None else str(value), markers)
+    return picked
+
+
+def _decoded_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
+    """Yield (line number, text, reason) for each line; text is None when the line cannot be read."""
+    line_no = 0
+    try:
+        with _open_bytes(path) as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                raw = raw.rstrip(b"\r\n")
+                if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                try:
+                    yield line_no, raw.decode("utf-8"), None
+                except UnicodeDecodeError as exc:
+                    yield line_no, raw.decode("utf-8", errors="replace"), f"line is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+    except (EOFError, OSError, zlib.error) as exc:
+        yield line_no + 1, None, f"file unreadable after line {line_no}: {type(exc).__name__}: {exc}"
+
+
+def _parse_csv(path: Path, mapping: ColumnMapping, batch: _Batch) -> Iterator[pa.RecordBatch]:
+    markers = frozenset(mapping.null_markers)
+    header: list[str] | None = None if mapping.header else list(mapping.columns)
+    file_reason: str | None = None
+    for line_no, text, reason in _decoded_lines(path):
+        if header is None and reason is None and text is not None:
+            header = [name.strip() for name in next(csv.reader([text], delimiter=mapping.delimiter))]
+            missing = [c for c in required_columns(mapping) if c not in header]
+            if missing:
+                file_reason = f"file lacks required column(s) {missing} (header has {header})"
+            continue
+        if text is not None and reason is None and not text.strip():
+            batch.add(line_no, text, None, "empty line")
+        elif reason is not None or text is None:
+            batch.add(line_no, text, None, reason)
+        elif file_reason is not None:
+            batch.add(line_no, text, None, file_reason)
+        else:
+            _add_csv_row(batch, line_no, text, header or [], mapping, markers)
+        if len(batch) >= BATCH_ROWS:
+            yield batch.flush()
+
+
+def _add_csv_row(batch: _Batch, line_no: int, text: str, header: list[str], mapping: ColumnMapping,
+                 markers: frozenset[str]) -> None:
+    try:
+        values = next(csv.reader([text], delimiter=mapping.delimiter, strict=True))
+    except csv.Error as exc:
+        batch.add(line_no, text, None, f"malformed CSV: {exc}")
+        return
+    if len(values) != len(header):
+        batch.add(line_no, text, None, f"expected {len(header)} fields, got {len(values)}")
+        return
+    batch.add(line_no, text, _pick_fields(dict(zip(header, values)), mapping, markers), None)
+
+
+def _parse_jsonl(path: Path, mapping: ColumnMapping, batch: _Batch) -> Iterator[pa.RecordBatch]:
+    markers = frozenset(mapping.null_markers)
+    for line_no, text, reason in _decoded_lines(path):
+        if reason is not None or text is None:
+            batch.add(line_no, text, None, reason)
+        elif not text.strip():
+            batch.add(line_no, text, None, "empty line")
+        else:
+            _add_json_row(batch, line_no, text, mapping, markers)
+        if len(batch) >= BATCH_ROWS:
+            yield batch.flush()
+
+
+def _add_json_row(batch: _Batch, line_no: int, text: str, mapping: ColumnMapping, markers: frozenset[str]) -> None:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        batch.add(line_no, text, None, f"malformed JSON: {exc.msg} at column {exc.colno}")
+        return
+    if not isinstance(record, dict):
+        batch.add(line_no, text, None, "JSON line is not an object")
+        return
+    batch.add(line_no, text, _pick_fields(record, mapping, markers), None)
+
+
+def _parse_parquet(path: Path, mapping: ColumnMapping, batch: _Batch) -> Iterator[pa.RecordBatch]:
+    markers = frozenset(mapping.null_markers)
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        batch.add(1, None, None, f"unreadable Parquet file: {exc}")
+        return
+    missing = [c for c in required_columns(mapping) if c not in parquet.schema_arrow.names]
+    row_no = 0
+    for record_batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+        for record in record_batch.to_pylist():
+            row_no += 1
+            raw = json.dumps(record, default=str)
+            if missing:
+                batch.add(row_no, raw, None, f"file lacks required column(s) {missing}")
+            else:
+                batch.add(row_no, raw, _pick_fields(record, mapping, markers), None)
+        if len(batch) >= BATCH_ROWS:
+            yield batch.flush()
+
+
+def parse_file(path: Path, file_format: str, mapping: ColumnMapping) -> Iterator[pa.RecordBatch]:
+    """Every line (or Parquet row) of one file as parsed string fields or a reject reason."""
+    batch = _Batch(source_file=str(path))
+    parser = {"csv": _parse_csv, "jsonl": _parse_jsonl, "parquet": _parse_parquet}[file_format]
+    yield from parser(path, mapping, batch)
+    if len(batch):
+        yield batch.flush()
+
+
+def make_file_parser(mapping_json: str):
+    """The ``mapInArrow`` function over a frame of (path, format) rows."""
+
+    def parse_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        mapping = ColumnMapping.model_validate_json(mapping_json)
+        for files in batches:
+            for path, file_format in zip(files.column("path").to_pylist(), files.column("format").to_pylist()):
+                yield from parse_file(Path(path), file_format, mapping)
+
+    return parse_files

@@ -1,0 +1,96 @@
+"""The run report: a Markdown page with the metrics table, the window and seed, and one
+precision-recall plot per model, so every figure says which data, split and seed produced it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from recsys.evaluate import ModelScores  # noqa: E402
+from recsys.lake import write_text_atomic  # noqa: E402
+from recsys.models import BASELINES  # noqa: E402
+
+
+def plot_precision_recall(scores: ModelScores, title: str, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(4.5, 3.5), dpi=100)
+    ax.plot(scores.recall, scores.precision, lw=1.5)
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"{scores.name}: {title}")
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def metrics_markdown(metrics: pa.Table) -> str:
+    k = metrics.column("k")[0].as_py()
+    lines = [f"| model | AUC-ROC (all) | AUC-ROC (seen) | HitRate@{k} | train s |", "|---|---:|---:|---:|---:|"]
+    for row in metrics.to_pylist():
+        lines.append(f"| {row['model']} | {_fmt(row['auc'])} | {_fmt(row['auc_seen'])} | {_fmt(row['hit_rate'])} "
+                     f"| {row['train_seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def comparison_lines(metrics: pa.Table) -> list[str]:
+    """Plain sentences on how each non-baseline model stands against each baseline."""
+    rows = {r["model"]: r for r in metrics.to_pylist()}
+    lines = []
+    for name, row in rows.items():
+        if name in BASELINES:
+            continue
+        for base in BASELINES:
+            if base not in rows:
+                continue
+            for metric, label in (("auc", "AUC-ROC"), ("auc_seen", "AUC-ROC (seen)"), ("hit_rate", "HitRate")):
+                mine, theirs = row[metric], rows[base][metric]
+                if any(v is None or math.isnan(v) for v in (mine, theirs)):
+                    continue
+                verdict = "beats" if mine > theirs else ("ties" if mine == theirs else "trails")
+                lines.append(f"- {name} {verdict} {base} on {label}: {mine:.4f} vs {theirs:.4f} ({mine - theirs:+.4f}).")
+    return lines
+
+
+def write_report(path: Path, metrics: pa.Table, scores: list[ModelScores], context: dict, champion: str,
+                 metric: str, stage_counts: dict[str, dict]) -> Path:
+    plots = path.parent / "plots"
+    split = (f"train {context['train_from']}..{context['train_until']}, "
+             f"test {context['test_from']}..{context['test_until']}")
+    lines = [
+        f"# Nightly run {context['run_id']}",
+        "",
+        f"- dataset: **{context['dataset']}**; split: {split} (UTC event days); seed: {context['seed']}",
+        f"- holdout: {metrics.column('positives')[0].as_py()} co-occurring test-day pairs "
+        f"({metrics.column('positives_seen')[0].as_py()} with both items seen in training) and as many sampled non-pairs",
+        f"- champion by `{metric}`: **{champion}**",
+        "",
+        "## Item-to-item metrics",
+        "",
+        metrics_markdown(metrics),
+        "",
+        *comparison_lines(metrics),
+        "",
+        "Unseen items score 0.0 (AUC) and count as misses (HitRate).",
+        "",
+        "## Stages",
+        "",
+        *[f"- {stage}: " + ", ".join(f"{k}={v}" for k, v in counts.items()) for stage, counts in stage_counts.items()],
+        "",
+        "## Precision-recall",
+        "",
+    ]
+    for s in scores:
+        png = plot_precision_recall(s, f"{context['dataset']}, {split}, seed {context['seed']}", plots / f"pr_{s.name}.png")
+        lines.append(f"![precision-recall {s.name}](plots/{png.name})")
+    return write_text_atomic("\n".join(lines) + "\n", path)

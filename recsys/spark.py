@@ -1,0 +1,43 @@
+"""The one Spark session factory. Nothing else in the project creates a SparkSession.
+
+It reads the master URL and memory settings from ``SparkConfig``: ``local[*]`` on one machine, a
+``spark://`` URL on a cluster. Executors run the interpreter that runs the driver, so the compiled
+walk kernel and the project's modules import the same way on both sides.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+from recsys.config import SparkConfig
+
+
+def spark_session(config: SparkConfig, app_name: str = "recsys-nightly") -> SparkSession:
+    """Return the active session, creating it from ``config`` the first time."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if config.master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(config.master)
+        .config("spark.driver.memory", config.driver_memory)
+        .config("spark.executor.memory", config.executor_memory)
+        .config("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", str(config.show_progress).lower())
+        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        .config("spark.driver.host", os.environ.get("SPARK_DRIVER_HOST", "127.0.0.1"))
+    )
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up, then run the nightly pipeline once on the embedded sample (data/sample -> data/lake).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+. .venv/bin/activate
+exec recsys run "$@"

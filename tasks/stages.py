@@ -1,0 +1,90 @@
+"""One Prefect task per stage. Retries only where a failure can be transient (reading raw files from
+shared storage, writing the published table); caching is off because stages read the lake, which a
+task's inputs do not describe."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from recsys import pipeline
+from recsys.config import PipelineConfig
+from recsys.evaluate import EvaluateResult
+from recsys.graph import GraphResult
+from recsys.ingest import IngestResult
+from recsys.pipeline import RunPlan
+from recsys.publish import PublishResult
+from recsys.train import TrainResult
+from recsys.walks import WalksResult
+
+
+def _log_result(stage: str, result: object) -> None:
+    fields = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(result).items() if not isinstance(v, (list, tuple, dict)))
+    get_run_logger().info("%s: %s", stage, fields)
+
+
+@task(name="ingest", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+def ingest_task(config: PipelineConfig) -> IngestResult:
+    result = pipeline.run_ingest(config)
+    _log_result("ingest", result)
+    if not result.balanced:
+        raise RuntimeError(f"ingest accounting does not balance: {result}")
+    return result
+
+
+@task(name="plan-run", cache_policy=NO_CACHE)
+def plan_task(config: PipelineConfig) -> RunPlan:
+    plan = pipeline.plan_run(config)
+    get_run_logger().info("run %s: train %s..%s, test %s..%s, folder %s", plan.run_id, plan.train_from,
+                          plan.train_until, plan.test_from, plan.run_date, plan.run_dir)
+    return plan
+
+
+@task(name="graph", cache_policy=NO_CACHE)
+def graph_task(config: PipelineConfig, plan: RunPlan) -> GraphResult:
+    result = pipeline.run_graph(config, plan)
+    _log_result("graph", result)
+    return result
+
+
+@task(name="walks", cache_policy=NO_CACHE)
+def walks_task(config: PipelineConfig, plan: RunPlan) -> WalksResult:
+    result = pipeline.run_walks(config, plan)
+    _log_result("walks", result)
+    return result
+
+
+@task(name="train", cache_policy=NO_CACHE)
+def train_task(config: PipelineConfig, plan: RunPlan) -> TrainResult:
+    result = pipeline.run_train(config, plan)
+    for model in result.models:
+        get_run_logger().info("train: %s in %.1f s -> %s", model.name, model.seconds, model.path)
+    return result
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_task(config: PipelineConfig, plan: RunPlan) -> EvaluateResult:
+    result = pipeline.run_evaluate(config, plan)
+    columns = ["model", "auc", "auc_seen", "hit_rate", "k", "positives", "train_seconds", "dataset", "seed"]
+    create_table_artifact(
+        key="item-to-item-metrics", table=[{c: row[c] for c in columns} for row in result.rows],
+        description=f"Item-to-item metrics of run {plan.run_id} ({config.dataset}; train {plan.train_from}.."
+                    f"{plan.train_until}, test {plan.test_from}..{plan.run_date}; seed {config.seed}); "
+                    f"champion {result.champion}")
+    get_run_logger().info("evaluate: champion %s; metrics %s; report %s", result.champion, result.metrics_path,
+                          result.report_path)
+    return result
+
+
+@task(name="publish", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def publish_task(config: PipelineConfig, plan: RunPlan, evaluation: EvaluateResult) -> PublishResult:
+    result = pipeline.run_publish(config, plan, evaluation)
+    _log_result("publish", result)
+    create_markdown_artifact(
+        key="published-item-to-item",
+        markdown=f"Published `{result.table}` for {plan.run_date} from **{result.model}**: {result.rows} rows "
+                 f"for {result.items} items at `{result.path}`.")
+    return result

@@ -1,0 +1,53 @@
+"""Suite-wide fixtures: one local Spark session, one Prefect test harness, the shared datasets."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="recsys-prefect-home-")
+for name, value in {
+    "PREFECT_HOME": _PREFECT_HOME,
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    "PYSPARK_PYTHON": sys.executable,
+    "PYSPARK_DRIVER_PYTHON": sys.executable,
+    "SPARK_LOCAL_IP": "127.0.0.1",
+}.items():
+    os.environ[name] = value
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
+TAOBAO = DATASETS / "taobao" / "UserBehavior_head.csv"
+SAMPLE = PROJECT_ROOT / "data" / "sample"
+
+
+def dataset(path: Path) -> Path:
+    """A file from ../shared/datasets, or a skip saying why it is missing."""
+    if not path.exists():
+        pytest.skip(f"real dataset not present: {path} (the shared/datasets folder sits beside the project)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from recsys.config import SparkConfig
+    from recsys.spark import spark_session
+
+    session = spark_session(SparkConfig(master="local[2]", shuffle_partitions=4))
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
