@@ -150,8 +150,8 @@ class GraphConfig(_Strict):
 
 
 class WalksConfig(_Strict):
-    walks_per_node: int = Field(10, ge=1, description="walks started from every node that has neighbours")
-    walk_length: int = Field(40, ge=2, description="nodes per walk; a dead end ends a walk early")
+    walks_per_node: int = Field(5, ge=1, description="walks started from every node that has neighbours")
+    walk_length: int = Field(20, ge=2, description="nodes per walk; a dead end ends a walk early")
     partitions: int = Field(4, ge=1, description="Spark partitions the start nodes are split into")
 
 
