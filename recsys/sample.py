@@ -80,14 +80,18 @@ def _session_views(rng: np.random.Generator, cat: dict[str, np.ndarray], categor
 
 
 def _funnel(rng: np.random.Generator, views: list[int]) -> list[tuple[int, str]]:
-    """Views in order, with a cart (and maybe a purchase) of a viewed item placed after its view."""
-    events = [(item, "view") for item in views]
-    for position, item in enumerate(views):
+    """Views in order; a carted item's cart comes after its view, a purchase after its cart."""
+    after: list[list[tuple[int, str]]] = [[] for _ in views]
+    for step, item in enumerate(views):
         if rng.random() < CART_RATE:
-            at = int(rng.integers(position + 1, len(events) + 1))
-            events.insert(at, (item, "cart"))
+            cart_step = int(rng.integers(step, len(views)))
+            after[cart_step].append((item, "cart"))
             if rng.random() < PURCHASE_RATE:
-                events.insert(int(rng.integers(at + 1, len(events) + 1)), (item, "purchase"))
+                after[int(rng.integers(cart_step, len(views)))].append((item, "purchase"))
+    events = []
+    for item, scheduled in zip(views, after):
+        events.append((item, "view"))
+        events.extend(scheduled)
     return events
 
 

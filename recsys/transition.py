@@ -47,7 +47,7 @@ class TransitionTable(Mapping[str, dict[str, float]]):
         src, dst, weight = src[order], dst[order].astype(np.int32), weight[order].astype(np.float32)
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
-        row_sums = np.add.reduceat(weight.astype(np.float64), indptr[:-1]) if len(weight) else np.zeros(n)
+        row_sums = np.bincount(src, weights=weight.astype(np.float64), minlength=n)
         degree = np.diff(indptr)
         row_sums = np.where(degree > 0, row_sums, 1.0)
         probs = (weight / np.repeat(row_sums, degree)).astype(np.float32)
@@ -83,6 +83,11 @@ class TransitionTable(Mapping[str, dict[str, float]]):
     @property
     def n_edges(self) -> int:
         return len(self.indices)
+
+    def row_sums(self) -> np.ndarray:
+        """Summed edge weight of each row (0 for a node without neighbours)."""
+        return np.bincount(np.repeat(np.arange(self.n_nodes), self.out_degree()), weights=self.weights.astype(np.float64),
+                           minlength=self.n_nodes)
 
     def out_degree(self) -> np.ndarray:
         return np.diff(self.indptr)

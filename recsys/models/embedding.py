@@ -16,12 +16,17 @@ from recsys.models.base import FALLBACK_SCORE, ItemModel, TrainingInputs, read_m
 BLOCK_CELLS = 1 << 22  # ~16 MB of float32 scores per block
 
 
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.where(norms > 0, vectors / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+
+
 class EmbeddingModel(ItemModel):
-    def __init__(self, name: str, vectors: np.ndarray, has_vector: np.ndarray, meta: dict | None = None):
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    def __init__(self, name: str, vectors: np.ndarray, has_vector: np.ndarray, meta: dict | None = None,
+                 normalized: bool = False):
         self.name = name
         self.has_vector = has_vector.astype(bool)  # (n_nodes,)
-        self.unit = np.where(norms > 0, vectors / np.maximum(norms, 1e-12), 0.0).astype(np.float32)  # (n_nodes, d)
+        self.unit = vectors.astype(np.float32) if normalized else _unit_rows(vectors)  # (n_nodes, d)
         self.meta = meta or {}
 
     def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -57,4 +62,4 @@ class EmbeddingModel(ItemModel):
         meta = read_meta(folder)
         name = meta.pop("name")
         return cls(name, np.load(folder / "vectors.npy", allow_pickle=False),
-                   np.load(folder / "has_vector.npy", allow_pickle=False), meta)
+                   np.load(folder / "has_vector.npy", allow_pickle=False), meta, normalized=True)

@@ -22,8 +22,7 @@ class ItemKNNModel(ItemModel):
 
     def __init__(self, table: TransitionTable):
         self.indptr, self.indices = table.indptr, table.indices
-        row_sums = np.add.reduceat(table.weights.astype(np.float64), table.indptr[:-1]) if table.n_edges else np.zeros(0)
-        row_sums = np.where(table.out_degree() > 0, row_sums, 1.0) if table.n_edges else np.ones(table.n_nodes)
+        row_sums = np.maximum(table.row_sums(), 1e-12)
         src = np.repeat(np.arange(table.n_nodes), table.out_degree())
         self.cosine = (table.weights / np.sqrt(row_sums[src] * row_sums[table.indices])).astype(np.float32)  # (E,)
 

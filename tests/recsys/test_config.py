@@ -1,0 +1,50 @@
+"""Config validation names the field; presets and prefect-free imports."""
+
+import ast
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from recsys.config import PipelineConfig
+from tests.conftest import PROJECT_ROOT
+
+
+def test_defaults_run_on_the_sample():
+    config = PipelineConfig()
+    assert config.ingest.input.name == "events.csv.gz" and config.ingest.input.exists()
+    assert config.ingest.column_mapping().time_format == "iso"
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"walks": {"walk_length": 1}}, "walks.walk_length"),
+    ({"train": {"models": ["nope"]}}, "train.models"),
+    ({"ingest": {"preset": "nope"}}, "ingest.preset"),
+    ({"ingest": {"input": "/does/not/exist"}}, "ingest.input"),
+    ({"graph": {"decay": 2}}, "graph.decay"),
+    ({"walks": {"partitions": 0}}, "walks.partitions"),
+    ({"typo": 1}, "typo"),
+])
+def test_bad_config_names_the_field(override, field):
+    with pytest.raises(ValidationError) as error:
+        PipelineConfig.model_validate(override)
+    assert field in str(error.value).replace("\n", ".").replace(" ", "")
+
+
+def test_recsys_never_imports_prefect():
+    for path in (PROJECT_ROOT / "recsys").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        bad = {n for n in names if n.split(".")[0] in {"prefect", "tasks", "flows"}}
+        assert not bad, f"{path} imports {bad}"
+
+
+def test_only_spark_facing_modules_import_pyspark():
+    allowed = {"spark.py", "ingest.py", "graph.py", "walks.py", "holdout.py", "pipeline.py"}
+    for path in (PROJECT_ROOT / "recsys").rglob("*.py"):
+        if "pyspark" in path.read_text() and "import" in path.read_text():
+            uses = [l for l in path.read_text().splitlines() if l.startswith(("import pyspark", "from pyspark"))]
+            assert not uses or path.name in allowed, path
+    for path in (PROJECT_ROOT / "recsys").rglob("*.py"):
+        assert "SparkSession.builder" not in path.read_text() or path.name == "spark.py", path

@@ -1,0 +1,97 @@
+"""Models behind the registry: interface contracts on tiny inputs, word2vec on the sample's walks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from recsys.config import TrainConfig, WalksConfig, Word2VecParams
+from recsys.graph import ITEM_STATS_FILE
+from recsys.models import REGISTRY, model_class
+from recsys.models.base import TrainingInputs, top_n_rows
+from recsys.models.embedding import EmbeddingModel
+from recsys.transition import TransitionTable
+from recsys.walks import generate_walks_local
+
+
+def _inputs(tmp_path, table: TransitionTable, events: list[int], walks: pa.Table | None = None) -> TrainingInputs:
+    graph = table.save(tmp_path / "graph")
+    pq.write_table(pa.table({"item_id": table.item_ids.tolist(), "events": events}), graph / ITEM_STATS_FILE)
+    if walks is not None:
+        (tmp_path / "walks").mkdir()
+        pq.write_table(walks, tmp_path / "walks" / "part-0.parquet")
+    return TrainingInputs(graph, tmp_path / "walks", tmp_path / "work", seed=5, threads=1)
+
+
+def _two_cliques(size: int = 6) -> TransitionTable:
+    """Two cliques joined by nothing: items 0..size-1 and size..2*size-1."""
+    edges = [(a, b) for g in (0, size) for a in range(g, g + size) for b in range(g, g + size) if a != b]
+    ids = np.array([f"i{n:02d}" for n in range(2 * size)], dtype=object)
+    return TransitionTable.from_edges(ids, np.array([e[0] for e in edges]), np.array([e[1] for e in edges]), np.ones(len(edges)))
+
+
+def test_top_n_rows_orders_pads_and_skips_infinite():
+    scores = np.array([[0.1, 0.9, -np.inf, 0.5], [0.2, 0.2, 0.1, 0.0]])
+    idx, val = top_n_rows(scores, 5)
+    assert idx.tolist() == [[1, 3, 0, -1, -1], [0, 1, 2, 3, -1]]
+    assert val[0, :3].tolist() == pytest.approx([0.9, 0.5, 0.1])
+
+
+def test_popular_recommends_most_popular_never_itself(tmp_path):
+    table = _two_cliques()
+    model = model_class("popular").fit(_inputs(tmp_path, table, list(range(12))), TrainConfig())
+    idx, _ = model.similar(np.array([11, 0]), 3)
+    assert idx.tolist() == [[10, 9, 8], [11, 10, 9]]
+    assert model.pair_scores(np.array([0, -1]), np.array([11, 11])).tolist() == [pytest.approx(np.log1p(11)), 0.0]
+
+
+def test_item_knn_neighbours_are_co_occurring_items(tmp_path):
+    table = _two_cliques()
+    model = model_class("item_knn").fit(_inputs(tmp_path, table, [1] * 12), TrainConfig())
+    idx, val = model.similar(np.array([0, 7]), 8)
+    assert set(idx[0][idx[0] >= 0]) == {1, 2, 3, 4, 5} and (idx[0][5:] == -1).all()
+    assert set(idx[1][idx[1] >= 0]) == {6, 8, 9, 10, 11}
+    scores = model.pair_scores(np.array([0, 0, 0]), np.array([1, 7, -1]))
+    assert scores[0] > 0 and scores[1] == 0 and scores[2] == 0
+
+
+def test_word2vec_separates_two_cliques_and_is_deterministic(tmp_path):
+    table = _two_cliques()
+    walks = generate_walks_local(table, WalksConfig(walks_per_node=30, walk_length=10), seed=1)
+    config = TrainConfig(word2vec=Word2VecParams(vector_size=8, epochs=10, window=3))
+    inputs = _inputs(tmp_path, table, [1] * 12, walks)
+    model = model_class("word2vec").fit(inputs, config)
+    again = model_class("word2vec").fit(inputs, config)
+
+    assert np.array_equal(model.unit, again.unit)  # one thread + seed -> identical vectors
+    idx, _ = model.similar(np.arange(12), 5)
+    same_clique = (idx // 6) == (np.arange(12) // 6)[:, None]
+    assert same_clique.mean() > 0.9
+    assert (idx != np.arange(12)[:, None]).all()
+
+
+def test_word2vec_iterator_mode_trains_too(tmp_path):
+    table = _two_cliques()
+    walks = generate_walks_local(table, WalksConfig(walks_per_node=30, walk_length=10), seed=1)
+    config = TrainConfig(word2vec=Word2VecParams(vector_size=8, epochs=10, window=3, input_mode="iterator"))
+    model = model_class("word2vec").fit(_inputs(tmp_path, table, [1] * 12, walks), config)
+    within = model.pair_scores(np.array([0, 6]), np.array([1, 7]))
+    across = model.pair_scores(np.array([0, 6]), np.array([7, 1]))
+    assert within.min() > across.max()
+
+
+def test_embedding_model_round_trips_without_pickle(tmp_path):
+    vectors = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    model = EmbeddingModel("x", vectors, np.array([1, 1, 0, 1, 1], bool))
+    model.save(tmp_path / "m")
+    loaded = EmbeddingModel.load(tmp_path / "m", None)
+    assert np.array_equal(loaded.unit, model.unit) and loaded.name == "x"
+    idx, _ = loaded.similar(np.array([2, 0]), 4)
+    assert (idx[0] == -1).all() and 2 not in idx[1] and 0 not in idx[1]
+
+
+def test_every_registered_model_resolves():
+    for name in REGISTRY:
+        assert hasattr(model_class(name), "fit") and hasattr(model_class(name), "load")
