@@ -69,7 +69,7 @@ def publish_flow(config: PipelineConfig = PipelineConfig()) -> PublishResult:
 def nightly(config: PipelineConfig = PipelineConfig()) -> NightlyResult:
     """Ingest new logs, then graph -> walks -> train -> evaluate -> publish for the run date."""
     ingested = ingest_task(config)
-    plan = plan_task(config)
+    plan = plan_task(config, ingested)
     graph = graph_task(config, plan)
     walks = walks_task(config, plan)
     trained = train_task(config, plan)

@@ -3,9 +3,11 @@
 Runs on Spark (it reads the test days' events). Positives are the distinct unordered pairs that form
 graph edges in test-day sessions (same window rule as the graph stage), at most ``max_pairs`` of them
 (chosen by a seeded hash). Each positive ``(a, b)`` gets one negative ``(a, c)`` with ``c`` drawn
-uniformly from the items of the whole window (training and test days), never an item that
-co-occurs with ``a`` in the test days. Pairs carry node indices of the training graph, -1 for items
-unseen in training.
+uniformly from the items of the test days, never an item that co-occurs with ``a`` there. Drawing
+``c`` from the same days as ``b`` gives negatives the same chance as positives of holding an item
+unseen in training; drawing it from the whole window would make unseen items (which every model
+scores with its fallback) mark positives, and bias AUC. Pairs carry node indices of the training
+graph, -1 for items unseen in training.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ def build_holdout(spark: SparkSession, lake: Lake, window: TimeWindow, graph: Gr
     pairs = session_pairs(test, graph).where(F.col("src") < F.col("dst")).select("src", "dst").distinct()
     ranked = pairs.orderBy(F.xxhash64("src", "dst", F.lit(seed)), "src", "dst").limit(config.max_pairs)
     positives = ranked.orderBy("src", "dst").toArrow()
-    window_items = events_between(spark, lake, window.train_from, window.run_date).select("item_id").distinct()
-    pool = np.array(sorted(window_items.toArrow().column("item_id").to_pylist()), dtype=object)
+    test_items = test.select("item_id").distinct()
+    pool = np.array(sorted(test_items.toArrow().column("item_id").to_pylist()), dtype=object)
     holdout = _with_negatives(positives, pool, seed)
     holdout = holdout.append_column("a", pa.array(table.indices_of(holdout.column("src").to_pylist())))
     holdout = holdout.append_column("b", pa.array(table.indices_of(holdout.column("dst").to_pylist())))

@@ -70,13 +70,18 @@ def plan_run(config: PipelineConfig) -> RunPlan:
                    str(window.test_from), str(lake.run(run_id).root))
 
 
+def record_ingest(plan: RunPlan, result: IngestResult) -> None:
+    """Keep the night's ingest accounting with the run, for its report."""
+    _record(plan, "ingest", result)
+
+
 def _record(plan: RunPlan, stage: str, result: object) -> None:
     write_json_atomic(dataclasses.asdict(result), plan.paths.root / "stages" / f"{stage}.json")
 
 
 def _recorded(plan: RunPlan) -> dict[str, dict]:
     folder = plan.paths.root / "stages"
-    order = ["graph", "walks", "train", "holdout"]
+    order = ["ingest", "graph", "walks", "train", "holdout"]
     found = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")} if folder.exists() else {}
     return {k: _flat(found[k]) for k in order if k in found}
 

@@ -1,7 +1,8 @@
 """The run's time window: which event days train the models and which are held out.
 
 The run date is the configured one, or else the latest event day in the lake. The test days are the
-last ``test_days`` days up to the run date; the training days are the ``train_days`` before them.
+last ``test_days`` days up to the run date; the training days are the ``train_days`` before them
+(starting at the first of those days that has events).
 Events outside the window (older days, stray rows) never reach training, so a stray timestamp
 cannot stretch it. Event days are UTC dates.
 """
@@ -48,7 +49,9 @@ def resolve_window(config: WindowConfig, lake: Lake) -> TimeWindow:
     run_date = config.run_date or days[-1]
     test_from = run_date - dt.timedelta(days=config.test_days - 1)
     train_from = test_from - dt.timedelta(days=config.train_days)
-    if not any(train_from <= d < test_from for d in days):
+    train_days = [d for d in days if train_from <= d < test_from]
+    if not train_days:
         raise ValueError(f"no training days in the lake between {train_from} and {test_from - dt.timedelta(days=1)} "
                          f"(event days present: {days[0]}..{days[-1]})")
-    return TimeWindow(train_from=train_from, test_from=test_from, run_date=run_date)
+    # report the days that are really there, not the empty start of a long window
+    return TimeWindow(train_from=train_days[0], test_from=test_from, run_date=run_date)

@@ -3,14 +3,19 @@
 Walk ``w`` starts at the ``w % S``-th node that has neighbours (S of them) and is seeded from
 (seed, w) alone, so the same seed gives the same walks whatever the partitioning, on one machine or
 a cluster. The CSR and alias arrays are broadcast to the executors; each partition runs the
-compiled kernel of ``recsys.walk_kernel`` inside ``mapInArrow`` and returns Arrow lists directly.
+compiled kernel of ``recsys.walk_kernel`` inside ``mapInArrow`` and writes its walks straight to a
+Parquet file with pyarrow (the walks never pass through the JVM's row format, which costs more than
+the walking), returning one summary row to the driver. The files are written to a staging folder
+that is renamed into place when every partition is done; a retried task rewrites the same file.
 Output: Parquet, one walk per row, column ``walk`` of ``list<int32>`` node indices (DeepWalk,
-Perozzi et al. 2014, with the weighted transitions of Wang et al. 2018).
+Perozzi et al. 2014, with the weighted transitions of Wang et al. 2018). On a cluster the output
+folder must be on storage every executor can write (as the lake is).
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +26,13 @@ import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 
 from recsys.config import WalksConfig
-from recsys.lake import read_parquet_dir
+from recsys.lake import read_parquet_dir, replace_dir, write_parquet_atomic
 from recsys.transition import TransitionTable
 from recsys.walk_kernel import random_walks
 
 log = logging.getLogger(__name__)
 
-WALK_DDL = "walk array<int>"
+SUMMARY_DDL = "file string, walks long, steps long"
 
 
 @dataclass(frozen=True)
@@ -65,26 +70,34 @@ def generate_walks_local(table: TransitionTable, config: WalksConfig, seed: int)
 
 
 def generate_walks(spark: SparkSession, table: TransitionTable, config: WalksConfig, seed: int, out: Path) -> WalksResult:
-    """Run the walks on Spark and write them under ``out`` as Parquet."""
+    """Run the walks on Spark and write them under ``out`` as Parquet, one file per partition."""
     arrays = kernel_arrays(table)
     total = len(arrays["starts"]) * config.walks_per_node
     if total == 0:
         raise ValueError("the graph has no edges: no walk can start (too few co-occurring events in the window?)")
+    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
+    staging.mkdir(parents=True)
     broadcast = spark.sparkContext.broadcast(arrays)
-    length = config.walk_length
+    length, folder = config.walk_length, str(staging)
 
     def run_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         local = broadcast.value
         for batch in batches:
             walk_ids = batch.column("id").to_numpy()
-            yield pa.RecordBatch.from_arrays([walks_for_ids(local, walk_ids, length, seed)], names=["walk"])
+            if len(walk_ids) == 0:
+                continue
+            walks = walks_for_ids(local, walk_ids, length, seed)
+            path = Path(folder) / f"part-{int(walk_ids[0]):012d}.parquet"
+            write_parquet_atomic(pa.table({"walk": walks}), path)
+            steps = int(pc.sum(pc.list_value_length(walks)).as_py()) - len(walks)
+            yield pa.RecordBatch.from_pydict({"file": [path.name], "walks": [len(walks)], "steps": [steps]})
 
     ids = spark.range(0, total, numPartitions=config.partitions)
-    ids.mapInArrow(run_partition, WALK_DDL).write.mode("overwrite").parquet(str(out))
+    summary = ids.mapInArrow(run_partition, SUMMARY_DDL).collect()
     broadcast.unpersist()
-    written = read_parquet_dir(out).column("walk")
-    steps = int(pc.sum(pc.list_value_length(written)).as_py()) - len(written)
-    result = WalksResult(path=str(out), walks=len(written), steps=steps, start_nodes=len(arrays["starts"]))
+    replace_dir(staging, out)
+    result = WalksResult(path=str(out), walks=sum(r["walks"] for r in summary), steps=sum(r["steps"] for r in summary),
+                         start_nodes=len(arrays["starts"]))
     log.info("walks: %d walks (%d per node from %d start nodes, length <= %d), %d steps, %d partitions, at %s",
              result.walks, config.walks_per_node, result.start_nodes, length, result.steps, config.partitions, out)
     return result

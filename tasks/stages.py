@@ -36,8 +36,10 @@ def ingest_task(config: PipelineConfig) -> IngestResult:
 
 
 @task(name="plan-run", cache_policy=NO_CACHE)
-def plan_task(config: PipelineConfig) -> RunPlan:
+def plan_task(config: PipelineConfig, ingested: IngestResult | None = None) -> RunPlan:
     plan = pipeline.plan_run(config)
+    if ingested is not None:
+        pipeline.record_ingest(plan, ingested)
     get_run_logger().info("run %s: train %s..%s, test %s..%s, folder %s", plan.run_id, plan.train_from,
                           plan.train_until, plan.test_from, plan.run_date, plan.run_dir)
     return plan

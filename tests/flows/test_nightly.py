@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -53,22 +56,19 @@ def test_bad_parameters_fail_before_any_stage(prefect_harness, tmp_path):
     assert not (tmp_path / "lake").exists()
 
 
-def _run(lake: Path):
-    from flows.nightly import nightly
-
-    return nightly(config=PipelineConfig(lake=lake))
-
-
 @pytest.mark.slow
 def test_nightly_flow_on_the_sample(prefect_harness, tmp_path):
-    result = _run(tmp_path / "lake")
+    from flows.nightly import nightly
+
+    result = nightly(config=PipelineConfig(lake=tmp_path / "lake"))
     rows = {r["model"]: r for r in result.evaluate.rows}
 
     assert result.ingest.balanced and result.ingest.rows_read > 50_000
     assert rows["word2vec"]["auc"] >= 0.90
     assert rows["word2vec"]["hit_rate"] > rows["popular"]["hit_rate"]
     report = Path(result.evaluate.report_path).read_text()
-    assert "item_knn" in report and "train 2024-" in report and "seed: 42" in report
+    assert "item_knn" in report and "train 2024-03-01..2024-03-13, test 2024-03-14..2024-03-14" in report
+    assert "seed: 42" in report and "rows_read=" in report
     assert all(Path(result.evaluate.report_path).parent.joinpath("plots", f"pr_{m}.png").exists() for m in rows)
     assert pq.read_table(result.evaluate.metrics_path).num_rows == 3
 
@@ -80,11 +80,13 @@ def test_nightly_flow_on_the_sample(prefect_harness, tmp_path):
     pointer = json.loads((tmp_path / "lake" / "recommendations" / "_LATEST").read_text())
     assert pointer["run_date"] == result.plan.run_date and pointer["tables"]["item_to_item"]["model"] == result.evaluate.champion
 
-    again = _run(tmp_path / "lake-2")
+    # The README's command, in its own process and Prefect home, into a second lake: identical table.
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "COLUMNS": "200"}
+    cli = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--lake", str(tmp_path / "lake-2")], cwd=PROJECT_ROOT,
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert cli.returncode == 0, cli.stdout[-3000:] + cli.stderr[-3000:]
+    for expected in ("item-to-item metrics", "word2vec", "published table:", "report:", "run_date=2024-03-14"):
+        assert expected in cli.stdout
     assert read_latest(tmp_path / "lake-2").equals(published)
-    assert _same_metrics(again.evaluate.rows, result.evaluate.rows)
-
-
-def _same_metrics(a, b) -> bool:
-    drop = {"train_seconds"}
-    return [{k: v for k, v in r.items() if k not in drop} for r in a] == [{k: v for k, v in r.items() if k not in drop} for r in b]
+    second = pq.read_table(tmp_path / "lake-2" / "runs" / result.plan.run_id / "metrics.parquet")
+    assert second.drop_columns(["train_seconds"]).equals(pq.read_table(result.evaluate.metrics_path).drop_columns(["train_seconds"]))
