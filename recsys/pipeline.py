@@ -33,8 +33,9 @@ from recsys.walks import WalksResult, generate_walks
 
 log = logging.getLogger(__name__)
 
-# Settings that do not change what a run computes stay out of the run id.
-_NOT_IN_RUN_ID = {"lake": True, "spark": True}
+# Where things are and how Spark runs do not change what a run computes: they stay out of the run id,
+# so the same data and settings give the same run id (and table contents) in any checkout or cluster.
+_NOT_IN_RUN_ID = {"lake": True, "spark": True, "ingest": {"input": True, "items_input": True}}
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,9 @@ def _recorded(plan: RunPlan) -> dict[str, dict]:
 
 
 def _flat(record: dict) -> dict:
-    return {k: v for k, v in record.items() if not isinstance(v, (list, dict)) and k != "path"}
+    if "models" in record:  # the train stage: seconds per model
+        return {m["name"]: f"{m['seconds']:.1f} s" for m in record["models"]}
+    return {k: v for k, v in record.items() if not isinstance(v, (list, dict)) and not k.endswith("path")}
 
 
 def run_ingest(config: PipelineConfig, now: dt.datetime | None = None) -> IngestResult:
@@ -102,6 +105,8 @@ def run_graph(config: PipelineConfig, plan: RunPlan) -> GraphResult:
 
 def run_walks(config: PipelineConfig, plan: RunPlan) -> WalksResult:
     table = TransitionTable.load(plan.paths.graph)
+    log.info("walks: read the transition table (%d nodes, %d edges, %.1f MiB of arrays) from %s", table.n_nodes,
+             table.n_edges, table.nbytes() / 2**20, plan.paths.graph)
     result = generate_walks(spark_session(config.spark), table, config.walks, config.seed, plan.paths.walks)
     _record(plan, "walks", result)
     return result
@@ -113,6 +118,8 @@ def training_inputs(config: PipelineConfig, plan: RunPlan) -> TrainingInputs:
 
 
 def run_train(config: PipelineConfig, plan: RunPlan) -> TrainResult:
+    log.info("train: models %s from the walks at %s and the graph at %s", ", ".join(config.train.models),
+             plan.paths.walks, plan.paths.graph)
     result = train_models(config.train, training_inputs(config, plan), plan.paths.root / "models")
     shutil.rmtree(plan.paths.root / "work", ignore_errors=True)
     _record(plan, "train", result)
@@ -147,6 +154,7 @@ def run_evaluate(config: PipelineConfig, plan: RunPlan) -> EvaluateResult:
 def run_publish(config: PipelineConfig, plan: RunPlan, evaluation: EvaluateResult) -> PublishResult:
     inputs = training_inputs(config, plan)
     champion = evaluation.champion
+    log.info("publish: top-%d of %s from %s", config.publish.top_n, champion, plan.paths.model(champion))
     model = load_model(champion, plan.paths.model(champion), inputs)
     recs = item_to_item_table(model, inputs.table, config.publish.top_n, plan.run_id)
     row = next(r for r in evaluation.rows if r["model"] == champion)

@@ -21,8 +21,8 @@ def plot_precision_recall(scores: ModelScores, title: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(4.5, 3.5), dpi=100)
     ax.plot(scores.recall, scores.precision, lw=1.5)
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"{scores.name}: {title}")
-    ax.title.set_fontsize(9)
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"{scores.name}\n{title}")
+    ax.title.set_fontsize(8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -91,6 +91,7 @@ def write_report(path: Path, metrics: pa.Table, scores: list[ModelScores], conte
         "",
     ]
     for s in scores:
-        png = plot_precision_recall(s, f"{context['dataset']}, {split}, seed {context['seed']}", plots / f"pr_{s.name}.png")
+        title = f"{context['dataset']}, seed {context['seed']}\n{split}"
+        png = plot_precision_recall(s, title, plots / f"pr_{s.name}.png")
         lines.append(f"![precision-recall {s.name}](plots/{png.name})")
     return write_text_atomic("\n".join(lines) + "\n", path)
