@@ -63,7 +63,10 @@ def session_pairs(events: DataFrame, config: GraphConfig) -> DataFrame:
 
 
 def summed_edges(pairs: DataFrame, min_weight: float) -> DataFrame:
-    edges = pairs.groupBy("src", "dst").agg(F.sum("weight").alias("weight"))
+    """Sum each edge's contributions exactly (as decimals), so the weights do not depend on the order
+    in which Spark's partitions arrive: floating-point sums would, and the walks with them."""
+    exact = F.sum(F.col("weight").cast("decimal(38,18)")).cast("double")
+    edges = pairs.groupBy("src", "dst").agg(exact.alias("weight"))
     return edges.where(F.col("weight") >= min_weight) if min_weight > 0 else edges
 
 

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,5 +159,6 @@ def run_publish(config: PipelineConfig, plan: RunPlan, evaluation: EvaluateResul
     model = load_model(champion, plan.paths.model(champion), inputs)
     recs = item_to_item_table(model, inputs.table, config.publish.top_n, plan.run_id)
     row = next(r for r in evaluation.rows if r["model"] == champion)
-    headline = {m: row[m] for m in ("auc", "auc_seen", "hit_rate")}
+    # NaN (e.g. no seen pairs) is not valid JSON for the services that read _LATEST: write null
+    headline = {m: (None if math.isnan(row[m]) else row[m]) for m in ("auc", "auc_seen", "hit_rate")}
     return publish_item_to_item(Lake(config.lake), recs, plan.run_date, plan.run_id, champion, headline)

@@ -89,3 +89,17 @@ def test_graph_stage_on_taobao_matches_networkx(spark, tmp_path):
         assert table[item] == pytest.approx({n: d["weight"] for n, d in stochastic[item].items()}, rel=1e-5)
     # undirected co-occurrence: every edge exists both ways with the same weight
     assert all(graph[v][u]["weight"] == pytest.approx(d["weight"]) for u, v, d in list(graph.edges(data=True))[:2000])
+
+
+def test_edge_weights_are_exact_whatever_the_partitioning(spark):
+    rng = np.random.default_rng(4)
+    kinds = ["view", "cart", "purchase", "favorite"]
+    rows = [(f"s{rng.integers(0, 40)}", f"i{rng.integers(0, 15)}", kinds[rng.integers(0, 4)], _t(int(m)))
+            for m in rng.integers(0, 60, 3000)]
+    config = GraphConfig(window=4, decay=0.7)
+    events = _events(spark, rows)
+
+    def edges(frame):
+        return sorted(tuple(r) for r in summed_edges(session_pairs(frame, config), 0).collect())
+
+    assert edges(events.repartition(1)) == edges(events.repartition(7, "item_id")) == edges(events.repartition(3))
