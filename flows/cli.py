@@ -1,4 +1,4 @@
-"""The ``recsys`` command: run the nightly flow locally, show the latest table's pointer, print the config.
+"""The ``recsys`` command: run the nightly flow locally, show or roll back the latest pointer, print the config.
 
 ``recsys run`` needs no server: Prefect starts a temporary local one for the run. The config is
 validated before any stage runs; an invalid one exits with status 2 and names the field.
@@ -113,8 +113,11 @@ def _print_summary(result) -> None:
     console.print(f"run {plan.run_id}: train {plan.train_from}..{plan.train_until}, test {plan.test_from}.."
                   f"{plan.run_date}")
     console.print(_metrics_table(evaluation.rows, evaluation.champion))
-    console.print(f"published table: {published.path}  ({published.rows} rows, {published.items} items, "
-                  f"model {published.model})")
+    if published.published:
+        console.print(f"published table: {published.path}  ({published.rows} rows, {published.items} items, "
+                      f"model {published.model})")
+    else:
+        console.print(f"[yellow]nothing published:[/yellow] {published.reason}")
     console.print(f"latest pointer:  {published.latest}")
     console.print(f"report:          {evaluation.report_path}")
     console.print(f"metrics:         {evaluation.metrics_path}")
@@ -126,6 +129,19 @@ def cmd_latest(args: argparse.Namespace) -> int:
         console.print(f"[red]nothing published yet:[/red] {pointer} does not exist")
         return 1
     console.print_json(pointer.read_text())
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from recsys.lake import Lake
+    from recsys.publish import rollback
+
+    try:
+        pointer = rollback(Lake(Path(args.lake or PipelineConfig().lake).resolve()), args.to)
+    except FileNotFoundError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 1
+    console.print(f"_LATEST now names {pointer['run_date']} (run {pointer['run_id']})")
     return 0
 
 
@@ -148,6 +164,10 @@ def parser() -> argparse.ArgumentParser:
     latest = commands.add_parser("latest", help="print the _LATEST pointer of the published tables")
     latest.add_argument("--lake", help="lake root folder (default data/lake)")
     latest.set_defaults(func=cmd_latest)
+    back = commands.add_parser("rollback", help="point _LATEST at an earlier published version")
+    back.add_argument("--to", required=True, metavar="RUN_DATE", help="the run date (YYYY-MM-DD) of the version")
+    back.add_argument("--lake", help="lake root folder (default data/lake)")
+    back.set_defaults(func=cmd_rollback)
     show = commands.add_parser("config", help="print the default configuration as YAML")
     show.set_defaults(func=cmd_config)
     return root

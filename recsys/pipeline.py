@@ -22,7 +22,7 @@ from recsys.evaluate import EvaluateResult, metrics_table, pick_champion, score_
 from recsys.graph import GraphResult, build_graph
 from recsys.holdout import HoldoutResult, build_holdout, load_holdout
 from recsys.ingest import IngestResult, ingest
-from recsys.lake import Lake, RunPaths, write_json_atomic
+from recsys.lake import Lake, RunPaths, write_json_atomic, write_text_atomic
 from recsys.models.base import TrainingInputs
 from recsys.publish import PublishResult, item_to_item_table, publish_item_to_item
 from recsys.report import write_report
@@ -161,4 +161,17 @@ def run_publish(config: PipelineConfig, plan: RunPlan, evaluation: EvaluateResul
     row = next(r for r in evaluation.rows if r["model"] == champion)
     # NaN (e.g. no seen pairs) is not valid JSON for the services that read _LATEST: write null
     headline = {m: (None if math.isnan(row[m]) else row[m]) for m in ("auc", "auc_seen", "hit_rate")}
-    return publish_item_to_item(Lake(config.lake), recs, plan.run_date, plan.run_id, champion, headline)
+    result = publish_item_to_item(Lake(config.lake), recs, plan.run_date, plan.run_id, champion, headline,
+                                  config.publish.champion_metric, config.publish.tolerance, config.publish.retention)
+    _append_publication(plan, result)
+    return result
+
+
+def _append_publication(plan: RunPlan, result: PublishResult) -> None:
+    """Say in the run's report what publishing did, and why not when it refused."""
+    if result.published:
+        text = f"Published `{result.table}` from **{result.model}**: {result.rows} rows for {result.items} items at `{result.path}`."
+    else:
+        text = f"**Nothing published**: {result.reason}. `_LATEST` still names the previous version."
+    report = plan.paths.report
+    write_text_atomic(report.read_text().split("\n## Publication\n")[0] + f"\n## Publication\n\n{text}\n", report)

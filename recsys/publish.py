@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,9 @@ ITEM_TO_ITEM_SCHEMA = pa.schema([
 BLOCK_ITEMS = 4096
 
 
+VERSION_FILE = "_VERSION.json"  # inside each version folder: the pointer that names it (for rollback)
+
+
 @dataclass(frozen=True)
 class PublishResult:
     table: str
@@ -39,6 +44,29 @@ class PublishResult:
     items: int
     model: str
     latest: str
+    published: bool = True
+    reason: str = ""
+    removed_versions: tuple[str, ...] = ()
+
+
+def read_pointer(lake: Lake) -> dict | None:
+    return json.loads(lake.latest_pointer.read_text()) if lake.latest_pointer.exists() else None
+
+
+def gate(previous: dict | None, headline: dict[str, float | None], metric: str, tolerance: float) -> str:
+    """Why the new version must not be published, or "" when it may be.
+
+    It may not when its ``metric`` is lower than the last published version's by more than
+    ``tolerance`` (absolute), or when the metric could not be computed at all.
+    """
+    new = headline.get(metric)
+    if new is None:
+        return f"{metric} could not be computed for this run"
+    old = ((previous or {}).get("tables", {}).get(ITEM_TO_ITEM, {}).get("metrics") or {}).get(metric)
+    if old is not None and new < old - tolerance:
+        return (f"{metric} {new:.4f} is worse than the published {previous['run_date']} version's {old:.4f} "
+                f"by more than the tolerance {tolerance}")
+    return ""
 
 
 def item_to_item_table(model: ItemModel, table: TransitionTable, n: int, run_id: str) -> pa.Table:
@@ -62,20 +90,63 @@ def item_to_item_table(model: ItemModel, table: TransitionTable, n: int, run_id:
 
 
 def publish_item_to_item(lake: Lake, recs: pa.Table, run_date: str, run_id: str, model: str,
-                         headline: dict[str, float]) -> PublishResult:
+                         headline: dict[str, float | None], metric: str = "auc", tolerance: float = 1.0,
+                         retention: int = 0) -> PublishResult:
+    """Write the version for ``run_date``, then point ``_LATEST`` at it, unless the gate says no."""
     target = lake.published_version(ITEM_TO_ITEM, run_date)
-    staging = lake.published(ITEM_TO_ITEM) / f".staging-{run_id}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    pq.write_table(recs, staging / "part-00000.parquet")
-    replace_dir(staging, target)
+    items = len(set(recs.column("item_id").to_pylist()))
+    refused = gate(read_pointer(lake), headline, metric, tolerance)
+    if refused:
+        log.warning("publish: nothing published for %s: %s", run_date, refused)
+        return PublishResult(ITEM_TO_ITEM, str(target), recs.num_rows, items, model, str(lake.latest_pointer),
+                             published=False, reason=refused)
     pointer = {"run_date": run_date, "run_id": run_id,
                "tables": {ITEM_TO_ITEM: {"path": str(target.relative_to(lake.recommendations)), "model": model,
                                          "rows": recs.num_rows, "metrics": headline}}}
+    staging = lake.published(ITEM_TO_ITEM) / f".staging-{run_id}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    pq.write_table(recs, staging / "part-00000.parquet")
+    write_json_atomic(pointer, staging / VERSION_FILE)
+    replace_dir(staging, target)
     write_json_atomic(pointer, lake.latest_pointer)
-    items = len(set(recs.column("item_id").to_pylist()))
+    removed = remove_old_versions(lake, retention) if retention else ()
     log.info("publish: %s -> %d rows for %d items from %s at %s; _LATEST -> %s", ITEM_TO_ITEM, recs.num_rows,
              items, model, target, run_date)
-    return PublishResult(ITEM_TO_ITEM, str(target), recs.num_rows, items, model, str(lake.latest_pointer))
+    return PublishResult(ITEM_TO_ITEM, str(target), recs.num_rows, items, model, str(lake.latest_pointer),
+                         removed_versions=removed)
+
+
+def published_dates(lake: Lake, table: str = ITEM_TO_ITEM) -> list[str]:
+    folder = lake.published(table)
+    if not folder.exists():
+        return []
+    return sorted(p.name.split("=", 1)[1] for p in folder.glob("run_date=*") if p.is_dir())
+
+
+def remove_old_versions(lake: Lake, keep: int, table: str = ITEM_TO_ITEM) -> tuple[str, ...]:
+    """Delete all but the newest ``keep`` versions; the one ``_LATEST`` names is never deleted."""
+    latest = (read_pointer(lake) or {}).get("run_date")
+    dates = published_dates(lake, table)
+    doomed = [d for d in dates[:-keep] if d != latest] if keep < len(dates) else []
+    for run_date in doomed:
+        folder = lake.published_version(table, run_date)
+        trash = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.removed")
+        os.replace(folder, trash)  # out of readers' sight in one step, then deleted
+        shutil.rmtree(trash, ignore_errors=True)
+    if doomed:
+        log.info("publish: retention %d removed version(s) %s", keep, ", ".join(doomed))
+    return tuple(doomed)
+
+
+def rollback(lake: Lake, run_date: str, table: str = ITEM_TO_ITEM) -> dict:
+    """Point ``_LATEST`` back at the published version of ``run_date``."""
+    version = lake.published_version(table, run_date) / VERSION_FILE
+    if not version.exists():
+        raise FileNotFoundError(f"no published {table} version for {run_date} (have: {published_dates(lake, table)})")
+    pointer = json.loads(version.read_text())
+    write_json_atomic(pointer, lake.latest_pointer)
+    log.info("rollback: _LATEST -> %s (run %s)", run_date, pointer["run_id"])
+    return pointer
 
 
 def read_latest(lake_root: str | Path, table: str = ITEM_TO_ITEM) -> pa.Table:

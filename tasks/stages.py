@@ -85,8 +85,8 @@ def evaluate_task(config: PipelineConfig, plan: RunPlan) -> EvaluateResult:
 def publish_task(config: PipelineConfig, plan: RunPlan, evaluation: EvaluateResult) -> PublishResult:
     result = pipeline.run_publish(config, plan, evaluation)
     _log_result("publish", result)
-    create_markdown_artifact(
-        key="published-item-to-item",
-        markdown=f"Published `{result.table}` for {plan.run_date} from **{result.model}**: {result.rows} rows "
-                 f"for {result.items} items at `{result.path}`.")
+    markdown = (f"Published `{result.table}` for {plan.run_date} from **{result.model}**: {result.rows} rows "
+                f"for {result.items} items at `{result.path}`." if result.published else
+                f"**Nothing published** for {plan.run_date}: {result.reason}. `_LATEST` is unchanged.")
+    create_markdown_artifact(key="published-item-to-item", markdown=markdown)
     return result

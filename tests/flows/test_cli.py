@@ -33,3 +33,9 @@ def test_bad_config_exits_2_naming_the_field_and_runs_nothing(tmp_path):
     assert result.returncode == 2
     assert "walks.walk_length" in result.stdout and "invalid configuration" in result.stdout
     assert not lake.exists()
+
+
+def test_rollback_to_a_missing_version_exits_1(tmp_path):
+    from flows.cli import main
+
+    assert main(["rollback", "--to", "2024-01-01", "--lake", str(tmp_path)]) == 1
