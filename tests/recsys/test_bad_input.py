@@ -8,6 +8,8 @@ import gzip
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 from recsys.config import IngestConfig
 from recsys.ingest import ingest
 from recsys.lake import Lake, read_parquet_dir
@@ -76,6 +78,7 @@ def build_corpus(folder: Path) -> dict[str, tuple[int, int, str | None]]:
     return expect
 
 
+@pytest.mark.slow
 def test_broken_corpus_is_quarantined_with_reasons_and_balances(spark, tmp_path):
     expect = build_corpus(tmp_path / "raw")
     lake = Lake(tmp_path / "lake")
