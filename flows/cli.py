@@ -48,6 +48,8 @@ def build_config(args: argparse.Namespace) -> PipelineConfig:
             _set_path(raw, "ingest.items_input", None)
     if args.input:
         _set_path(raw, "ingest.input", args.input)
+        if not args.items:  # the sample's items file says nothing about somebody else's log
+            _set_path(raw, "ingest.items_input", None)
     if args.items:
         _set_path(raw, "ingest.items_input", args.items)
     if args.lake:
@@ -133,11 +135,10 @@ def cmd_latest(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from recsys.lake import Lake
-    from recsys.publish import rollback
+    from tasks.stages import rollback_latest
 
     try:
-        pointer = rollback(Lake(Path(args.lake or PipelineConfig().lake).resolve()), args.to)
+        pointer = rollback_latest(Path(args.lake or PipelineConfig().lake).resolve(), args.to)
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
         return 1
@@ -158,15 +159,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", help="column mapping preset: sample, taobao, diginetica, rees46")
     run.add_argument("--input", help="raw log file or folder")
     run.add_argument("--items", help="item side-information CSV (item_id, category, brand, price)")
-    run.add_argument("--lake", help="lake root folder (default data/lake)")
+    run.add_argument("--lake", help="lake root folder (default data/lake/<dataset>)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. walks.walk_length=20")
     run.set_defaults(func=cmd_run)
     latest = commands.add_parser("latest", help="print the _LATEST pointer of the published tables")
-    latest.add_argument("--lake", help="lake root folder (default data/lake)")
+    latest.add_argument("--lake", help="lake root folder (default data/lake/sample)")
     latest.set_defaults(func=cmd_latest)
     back = commands.add_parser("rollback", help="point _LATEST at an earlier published version")
     back.add_argument("--to", required=True, metavar="RUN_DATE", help="the run date (YYYY-MM-DD) of the version")
-    back.add_argument("--lake", help="lake root folder (default data/lake)")
+    back.add_argument("--lake", help="lake root folder (default data/lake/sample)")
     back.set_defaults(func=cmd_rollback)
     show = commands.add_parser("config", help="print the default configuration as YAML")
     show.set_defaults(func=cmd_config)

@@ -12,14 +12,8 @@ from dataclasses import dataclass
 from prefect import flow
 
 from recsys.config import PipelineConfig
-from recsys.evaluate import EvaluateResult
-from recsys.graph import GraphResult
-from recsys.ingest import IngestResult
-from recsys.pipeline import RunPlan
-from recsys.publish import PublishResult
-from recsys.train import TrainResult
-from recsys.walks import WalksResult
-from tasks.stages import (evaluate_task, graph_task, ingest_task, plan_task, publish_task, train_task,
+from tasks.stages import (EvaluateResult, GraphResult, IngestResult, PublishResult, RunPlan, TrainResult,
+                          WalksResult, evaluate_task, graph_task, ingest_task, plan_task, publish_task, train_task,
                           walks_task)
 
 

@@ -21,14 +21,23 @@ DEFAULT_LAKE = PROJECT_ROOT / "data" / "lake"
 EVENT_TYPES = ("view", "cart", "favorite", "purchase")
 
 
+def _first_line(path: Path) -> str:
+    import gzip
+
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rt", encoding="utf-8-sig") if gzipped else open(path, encoding="utf-8-sig")) as handle:
+        return handle.readline().strip()
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SparkConfig(_Strict):
     master: str = Field("local[*]", description="Spark master URL: local[*] on one machine, spark://host:port on a cluster")
-    driver_memory: str = Field("2g", description="spark.driver.memory; the driver collects only edge lists, O(edges)")
-    executor_memory: str = Field("2g", description="spark.executor.memory on a cluster")
+    driver_memory: str = Field("2g", pattern=r"^\d+[kmgtKMGT]?$", description="spark.driver.memory; the driver collects only edge lists, O(edges)")
+    executor_memory: str = Field("2g", pattern=r"^\d+[kmgtKMGT]?$", description="spark.executor.memory on a cluster")
     shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions; small by default for one machine")
     show_progress: bool = Field(False, description="Spark's console progress bar (the CLI turns it on)")
 
@@ -117,6 +126,17 @@ class IngestConfig(_Strict):
             raise ValueError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
         return name
 
+    @model_validator(mode="after")
+    def _mapping_needs_no_preset(self) -> "IngestConfig":
+        if "mapping" in self.model_fields_set and self.preset is not None:
+            raise ValueError(f"ingest.mapping is given but ingest.preset is {self.preset!r}, which would win; "
+                             "set ingest.preset to null to use the mapping")
+        if self.items_input is not None:
+            header = _first_line(self.items_input)
+            if "item_id" not in [c.strip() for c in header.split(",")]:
+                raise ValueError(f"items_input {self.items_input} has no item_id column (header: {header!r})")
+        return self
+
     def column_mapping(self) -> ColumnMapping:
         from recsys.presets import PRESETS
 
@@ -201,9 +221,9 @@ class PublishConfig(_Strict):
 class PipelineConfig(_Strict):
     """Everything one nightly run needs. Defaults run on the embedded sample."""
 
-    lake: Path = Field(DEFAULT_LAKE, description="lake root: events, runs and published tables live under it")
+    lake: Path = Field(DEFAULT_LAKE / "sample", description="lake root; default data/lake/<dataset>, so datasets never share one")
     seed: int = Field(42, description="the one seed every random step derives its own from")
-    dataset: str = Field("sample", description="name reported with every figure")
+    dataset: str = Field("sample", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="name reported with every figure")
     spark: SparkConfig = Field(default_factory=SparkConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     window: WindowConfig = Field(default_factory=WindowConfig)
@@ -212,6 +232,20 @@ class PipelineConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lake_per_dataset(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("lake") is None:
+            data = {**data, "lake": DEFAULT_LAKE / str(data.get("dataset", "sample"))}
+        return data
+
+    @field_validator("lake", mode="before")
+    @classmethod
+    def _no_uri_lake(cls, value: object) -> object:
+        if "://" in str(value):
+            raise ValueError(f"only local (or mounted shared) paths are supported for the lake so far, not {value}")
+        return value
 
     @field_validator("lake")
     @classmethod

@@ -25,11 +25,9 @@ from pyspark.sql import functions as F
 from recsys.config import GraphConfig
 from recsys.lake import Lake
 from recsys.timewindow import TimeWindow
-from recsys.transition import TransitionTable
+from recsys.transition import ITEM_STATS_FILE, TransitionTable
 
 log = logging.getLogger(__name__)
-
-ITEM_STATS_FILE = "item_stats.parquet"
 
 
 @dataclass(frozen=True)
@@ -105,6 +103,3 @@ def _transition_table(stats: pa.Table, edges: pa.Table) -> TransitionTable:
     weight = edges.column("weight").to_numpy()
     return TransitionTable.from_edges(item_ids, src, dst, weight)
 
-
-def load_item_stats(graph_dir: Path) -> pa.Table:
-    return pq.read_table(graph_dir / ITEM_STATS_FILE)

@@ -286,7 +286,10 @@ def _items_from_file(spark: SparkSession, path: Path | None) -> pa.Table | None:
     cols = [F.col(c).cast("string") if c in frame.columns else F.lit(None).cast("string") for c in ("category", "brand")]
     price = F.expr("try_cast(price AS double)") if "price" in frame.columns else F.lit(None).cast("double")
     side = frame.select(F.col("item_id").cast("string"), cols[0].alias("category"), cols[1].alias("brand"), price.alias("price"))
-    return side.where("item_id IS NOT NULL").dropDuplicates(["item_id"]).toArrow().cast(SIDE_SCHEMA)
+    # one row per item, the same one every run: the smallest (category, brand, price)
+    first = F.min(F.struct("category", "brand", "price")).alias("s")
+    one = side.where("item_id IS NOT NULL").groupBy("item_id").agg(first).select("item_id", "s.*")
+    return one.orderBy("item_id").toArrow().cast(SIDE_SCHEMA)
 
 
 def _merge_items(fresh: list[pa.Table], lake: Lake) -> str:

@@ -134,3 +134,8 @@ def replace_dir(src: Path, dst: Path) -> None:
 def read_parquet_dir(path: Path) -> pa.Table:
     """Read every visible Parquet file under ``path`` (Spark's and ours), skipping hidden temp files."""
     return pq.read_table(path, partitioning="hive", ignore_prefixes=[".", "_"])
+
+
+def read_walks(path: Path) -> pa.ChunkedArray:
+    """The walks stage's output: one ``list<int32>`` of node indices per walk, in walk-id order."""
+    return read_parquet_dir(path).column("walk")

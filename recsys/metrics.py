@@ -30,6 +30,8 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
 
 def precision_recall(positive: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall at every distinct score threshold, highest threshold first."""
+    if len(positive) + len(negative) == 0:
+        return np.zeros(0), np.zeros(0)
     scores = np.concatenate([positive, negative])
     labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
     order = np.argsort(-scores, kind="mergesort")

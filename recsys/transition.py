@@ -20,6 +20,12 @@ from recsys.walk_kernel import build_alias
 
 ARRAYS_FILE = "transition.npz"
 VOCAB_FILE = "vocab.parquet"
+ITEM_STATS_FILE = "item_stats.parquet"  # written beside the table by the graph stage
+
+
+def load_item_stats(graph_dir: Path) -> pa.Table:
+    """Per training item: events, users, purchases, in node order."""
+    return pq.read_table(graph_dir / ITEM_STATS_FILE)
 
 
 @dataclass(frozen=True, eq=False)

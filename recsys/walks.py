@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 
 from recsys.config import WalksConfig
-from recsys.lake import read_parquet_dir, replace_dir, write_parquet_atomic
+from recsys.lake import read_walks, replace_dir, write_parquet_atomic  # noqa: F401  (read_walks: re-exported)
 from recsys.transition import TransitionTable
 from recsys.walk_kernel import random_walks
 
@@ -102,6 +102,3 @@ def generate_walks(spark: SparkSession, table: TransitionTable, config: WalksCon
              result.walks, config.walks_per_node, result.start_nodes, length, result.steps, config.partitions, out)
     return result
 
-
-def read_walks(path: Path) -> pa.ChunkedArray:
-    return read_parquet_dir(path).column("walk")

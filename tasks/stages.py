@@ -1,10 +1,11 @@
-"""One Prefect task per stage. Retries only where a failure can be transient (reading raw files from
-shared storage, writing the published table); caching is off because stages read the lake, which a
+"""One Prefect task per stage. Retries only where a failure can be transient and a retry is safe
+(writing the published table); caching is off because stages read the lake, which a
 task's inputs do not describe."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -16,7 +17,8 @@ from recsys.evaluate import EvaluateResult
 from recsys.graph import GraphResult
 from recsys.ingest import IngestResult
 from recsys.pipeline import RunPlan
-from recsys.publish import PublishResult
+from recsys.lake import Lake
+from recsys.publish import PublishResult, rollback
 from recsys.train import TrainResult
 from recsys.walks import WalksResult
 
@@ -26,7 +28,8 @@ def _log_result(stage: str, result: object) -> None:
     get_run_logger().info("%s: %s", stage, fields)
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+# No retries: a retry after events were appended would append them again (see issue 4).
+@task(name="ingest", cache_policy=NO_CACHE)
 def ingest_task(config: PipelineConfig) -> IngestResult:
     result = pipeline.run_ingest(config)
     _log_result("ingest", result)
@@ -90,3 +93,8 @@ def publish_task(config: PipelineConfig, plan: RunPlan, evaluation: EvaluateResu
                 f"**Nothing published** for {plan.run_date}: {result.reason}. `_LATEST` is unchanged.")
     create_markdown_artifact(key="published-item-to-item", markdown=markdown)
     return result
+
+
+def rollback_latest(lake_root: Path, run_date: str) -> dict:
+    """Point ``_LATEST`` back at the version of ``run_date`` (the CLI's ``recsys rollback``)."""
+    return rollback(Lake(lake_root), run_date)

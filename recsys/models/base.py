@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from recsys.graph import load_item_stats
-from recsys.transition import TransitionTable
+from recsys.transition import TransitionTable, load_item_stats
 
 FALLBACK_SCORE = 0.0
 

@@ -25,7 +25,7 @@ from gensim.models.callbacks import CallbackAny2Vec
 from recsys.config import TrainConfig, Word2VecParams
 from recsys.models.base import TrainingInputs
 from recsys.models.embedding import EmbeddingModel
-from recsys.walks import read_walks
+from recsys.lake import read_walks
 
 log = logging.getLogger(__name__)
 

@@ -48,3 +48,46 @@ def test_only_spark_facing_modules_import_pyspark():
             assert not uses or path.name in allowed, path
     for path in (PROJECT_ROOT / "recsys").rglob("*.py"):
         assert "SparkSession.builder" not in path.read_text() or path.name == "spark.py", path
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"spark": {"driver_memory": "lots"}}, "spark.driver_memory"),
+    ({"lake": "s3://bucket/lake"}, "lake"),
+    ({"ingest": {"mapping": {"item_id": "product"}}}, "ingest"),
+    ({"dataset": "../escape"}, "dataset"),
+])
+def test_more_bad_configs_fail_early(override, field):
+    with pytest.raises(ValidationError) as error:
+        PipelineConfig.model_validate(override)
+    assert field in str(error.value).replace("\n", ".").replace(" ", "")
+
+
+def test_items_input_without_item_id_fails_early(tmp_path):
+    (tmp_path / "items.csv").write_text("sku,category\n1,a\n")
+    with pytest.raises(ValidationError, match="no item_id column"):
+        PipelineConfig.model_validate({"ingest": {"items_input": str(tmp_path / "items.csv")}})
+
+
+def test_each_dataset_gets_its_own_default_lake():
+    assert PipelineConfig().lake.name == "sample"
+    taobao = PipelineConfig.model_validate({"dataset": "taobao"})
+    assert taobao.lake.name == "taobao" and taobao.lake.parent == PipelineConfig().lake.parent
+
+
+def test_readers_and_models_do_not_load_pyspark():
+    import subprocess
+    import sys
+
+    code = ("import sys, recsys.publish, recsys.evaluate, recsys.models.word2vec, recsys.models.item_knn, "
+            "recsys.models.popular; print('pyspark' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_flows_import_only_tasks_and_recsys_config():
+    for path in (PROJECT_ROOT / "flows").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        modules = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        bad = {m for m in modules if m.startswith("recsys") and m != "recsys.config"}
+        assert not bad, f"{path} imports {bad}"

@@ -33,3 +33,8 @@ def test_precision_recall_curve():
 def test_hit_rate_ignores_padding():
     recommended = np.array([[1, 2, -1], [3, -1, -1], [-1, -1, -1]])
     assert hit_rate(recommended, np.array([2, 4, -1])) == pytest.approx(1 / 3)
+
+
+def test_precision_recall_of_nothing_is_empty():
+    precision, recall = precision_recall(np.array([]), np.array([]))
+    assert len(precision) == len(recall) == 0

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys.config import TrainConfig, WalksConfig, Word2VecParams
-from recsys.graph import ITEM_STATS_FILE
+from recsys.transition import ITEM_STATS_FILE
 from recsys.models import REGISTRY, model_class
 from recsys.models.base import TrainingInputs, top_n_rows
 from recsys.models.embedding import EmbeddingModel
