@@ -27,7 +27,8 @@ from recsys.config import WalksConfig, Word2VecParams  # noqa: E402
 from recsys.models.word2vec import train_word2vec  # noqa: E402
 from recsys.sample import generate_sample  # noqa: E402
 from recsys.transition import TransitionTable  # noqa: E402
-from recsys.walks import generate_walks_local, read_walks  # noqa: E402
+from recsys.lake import read_walks  # noqa: E402
+from recsys.walks import generate_walks_local  # noqa: E402
 
 
 def sample_walks(walks_per_node: int, length: int, seed: int) -> pa.ChunkedArray:

@@ -44,13 +44,14 @@ class HoldoutResult:
 
 def build_holdout(spark: SparkSession, lake: Lake, window: TimeWindow, graph: GraphConfig, config: EvaluateConfig,
                   table: TransitionTable, seed: int, out: Path) -> HoldoutResult:
-    test = events_between(spark, lake, window.test_from, window.run_date)
+    test = events_between(spark, lake, window.test_from, window.run_date).cache()  # read once, used three times
     test_events = test.count()
     pairs = session_pairs(test, graph).where(F.col("src") < F.col("dst")).select("src", "dst").distinct()
     ranked = pairs.orderBy(F.xxhash64("src", "dst", F.lit(seed)), "src", "dst").limit(config.max_pairs)
     positives = ranked.orderBy("src", "dst").toArrow()
     test_items = test.select("item_id").distinct()
     pool = np.array(sorted(test_items.toArrow().column("item_id").to_pylist()), dtype=object)
+    test.unpersist()
     holdout = _with_negatives(positives, pool, seed)
     holdout = holdout.append_column("a", pa.array(table.indices_of(holdout.column("src").to_pylist())))
     holdout = holdout.append_column("b", pa.array(table.indices_of(holdout.column("dst").to_pylist())))

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 
 from recsys.config import WalksConfig
-from recsys.lake import read_walks, replace_dir, write_parquet_atomic  # noqa: F401  (read_walks: re-exported)
+from recsys.lake import replace_dir, write_parquet_atomic
 from recsys.transition import TransitionTable
 from recsys.walk_kernel import random_walks
 

@@ -12,7 +12,7 @@ from recsys import pipeline
 from recsys.config import PipelineConfig
 from recsys.publish import read_latest
 from recsys.transition import TransitionTable
-from recsys.walks import read_walks
+from recsys.lake import read_walks
 from tests.conftest import TAOBAO, dataset
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,8 @@ import pyarrow.compute as pc
 from recsys.config import WalksConfig
 from recsys.transition import TransitionTable
 from recsys.walk_kernel import build_alias, random_walks, walk_steps
-from recsys.walks import generate_walks, generate_walks_local, read_walks
+from recsys.lake import read_walks
+from recsys.walks import generate_walks, generate_walks_local
 
 
 def _csr(n: int, edges: list[tuple[int, int, float]]):
