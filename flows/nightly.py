@@ -13,8 +13,8 @@ from prefect import flow
 
 from recsys.config import PipelineConfig
 from tasks.stages import (EvaluateResult, GraphResult, IngestResult, PublishResult, RunPlan, TrainResult,
-                          WalksResult, evaluate_task, graph_task, ingest_task, plan_task, publish_task, train_task,
-                          walks_task)
+                          WalksResult, evaluate_task, exclusive_lake, graph_task, ingest_task, plan_task, publish_task,
+                          train_task, walks_task)
 
 
 @dataclass(frozen=True)
@@ -30,43 +30,53 @@ class NightlyResult:
 
 @flow(name="ingest")
 def ingest_flow(config: PipelineConfig = PipelineConfig()) -> IngestResult:
-    return ingest_task(config)
+    with exclusive_lake(config):
+        return ingest_task(config)
 
 
 @flow(name="graph")
 def graph_flow(config: PipelineConfig = PipelineConfig()) -> GraphResult:
-    return graph_task(config, plan_task(config))
+    with exclusive_lake(config):
+        return graph_task(config, plan_task(config))
 
 
 @flow(name="walks")
 def walks_flow(config: PipelineConfig = PipelineConfig()) -> WalksResult:
-    return walks_task(config, plan_task(config))
+    with exclusive_lake(config):
+        return walks_task(config, plan_task(config))
 
 
 @flow(name="train")
 def train_flow(config: PipelineConfig = PipelineConfig()) -> TrainResult:
-    return train_task(config, plan_task(config))
+    with exclusive_lake(config):
+        return train_task(config, plan_task(config))
 
 
 @flow(name="evaluate")
 def evaluate_flow(config: PipelineConfig = PipelineConfig()) -> EvaluateResult:
-    return evaluate_task(config, plan_task(config))
+    with exclusive_lake(config):
+        return evaluate_task(config, plan_task(config))
 
 
 @flow(name="publish")
 def publish_flow(config: PipelineConfig = PipelineConfig()) -> PublishResult:
-    plan = plan_task(config)
-    return publish_task(config, plan, evaluate_task(config, plan))
+    with exclusive_lake(config):
+        plan = plan_task(config)
+        return publish_task(config, plan, evaluate_task(config, plan))
 
 
 @flow(name="nightly", log_prints=True)
 def nightly(config: PipelineConfig = PipelineConfig()) -> NightlyResult:
-    """Ingest new logs, then graph -> walks -> train -> evaluate -> publish for the run date."""
-    ingested = ingest_task(config)
-    plan = plan_task(config, ingested)
-    graph = graph_task(config, plan)
-    walks = walks_task(config, plan)
-    trained = train_task(config, plan)
-    evaluated = evaluate_task(config, plan)
-    published = publish_task(config, plan, evaluated)
+    """Ingest new logs, then graph -> walks -> train -> evaluate -> publish for the run date.
+
+    One run at a time per lake; a stage whose inputs, settings and code are unchanged is skipped.
+    """
+    with exclusive_lake(config):
+        ingested = ingest_task(config)
+        plan = plan_task(config, ingested)
+        graph = graph_task(config, plan)
+        walks = walks_task(config, plan)
+        trained = train_task(config, plan)
+        evaluated = evaluate_task(config, plan)
+        published = publish_task(config, plan, evaluated)
     return NightlyResult(plan, ingested, graph, walks, trained, evaluated, published)

@@ -98,6 +98,7 @@ class IngestConfig(_Strict):
     session_gap_minutes: int = Field(30, ge=1, description="inactivity gap that cuts a session when the log has none")
     max_future_hours: int = Field(24, ge=0, description="events later than now + this are quarantined as future-stamped")
     max_field_chars: int = Field(256, ge=8, description="ids longer than this are quarantined as absurd")
+    max_late_days: int = Field(365, ge=1, description="events more than this many days before the newest event are quarantined: older than any training window")
 
     @field_validator("input")
     @classmethod
@@ -232,6 +233,7 @@ class PipelineConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    cache: bool = Field(True, description="skip a stage whose inputs, settings and code are unchanged since it last ran (Prefect caching); false recomputes everything")
 
     @model_validator(mode="before")
     @classmethod
@@ -239,6 +241,25 @@ class PipelineConfig(_Strict):
         if isinstance(data, dict) and data.get("lake") is None:
             data = {**data, "lake": DEFAULT_LAKE / str(data.get("dataset", "sample"))}
         return data
+
+    @model_validator(mode="after")
+    def _late_rows_reach_the_window(self) -> "PipelineConfig":
+        window_days = self.window.train_days + self.window.test_days
+        if self.ingest.max_late_days < window_days:
+            raise ValueError(f"ingest.max_late_days ({self.ingest.max_late_days}) is shorter than the window "
+                             f"(window.train_days + window.test_days = {window_days}): rows the window needs would be quarantined")
+        return self
+
+    @model_validator(mode="after")
+    def _lake_apart_from_inputs(self) -> "PipelineConfig":
+        for name, path in (("ingest.input", self.ingest.input), ("ingest.items_input", self.ingest.items_input)):
+            if path is None:
+                continue
+            if path == self.lake or self.lake in path.parents:
+                raise ValueError(f"{name} {path} is inside the lake {self.lake}: the lake would ingest its own files")
+            if path in self.lake.parents:
+                raise ValueError(f"lake {self.lake} is inside {name} {path}: ingest would read the lake as raw logs")
+        return self
 
     @field_validator("lake", mode="before")
     @classmethod

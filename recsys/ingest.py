@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from recsys.config import ColumnMapping, IngestConfig
-from recsys.lake import Lake, read_parquet_dir, replace_dir, write_parquet_atomic
+from recsys.lake import Lake, read_parquet_dir, remove_dir, replace_dir, temporary_sibling, write_parquet_atomic
 from recsys.raw_files import PARSED_DDL, detect_format, make_file_parser
 
 log = logging.getLogger(__name__)
@@ -82,15 +84,21 @@ def _sha256(path: Path) -> str:
 
 
 def ingested_checksums(lake: Lake) -> set[str]:
-    if not lake.manifest.exists() or not any(lake.manifest.glob("*.parquet")):
+    if not _has_parquet(lake.manifest):
         return set()
     return set(read_parquet_dir(lake.manifest).column("sha256").to_pylist())
 
 
 def ingest(spark: SparkSession, config: IngestConfig, lake: Lake, now: dt.datetime | None = None) -> IngestResult:
-    """Ingest every raw file under ``config.input`` not yet in the manifest."""
+    """Ingest every raw file under ``config.input`` not yet in the manifest.
+
+    Event and quarantine files carry their batch id in their names and the manifest is written
+    last, so a batch the manifest does not list was interrupted: its files are removed first and
+    its raw files are ingested again, never twice.
+    """
     mapping = config.column_mapping()
     now = now or dt.datetime.now(dt.timezone.utc)
+    remove_unfinished_batches(lake)
     found = list_raw_files(config.input, mapping.format)
     seen = ingested_checksums(lake)
     new_files = _unique_new(found, seen)
@@ -100,15 +108,17 @@ def ingest(spark: SparkSession, config: IngestConfig, lake: Lake, now: dt.dateti
         return IngestResult(len(found), 0, len(found), 0, 0, 0, 0, (), str(lake.events), None, items_path)
 
     parsed = _parse(spark, new_files, mapping).cache()
-    typed = _typed(parsed, mapping, config, now).cache()
+    typed = _typed(parsed, mapping, config, now)
+    typed = _too_old(typed, lake, config.max_late_days).cache()
     accepted = typed.where(F.col("reason").isNull())
     rejected = typed.where(F.col("reason").isNotNull())
     deduped = _drop_exact_duplicates(accepted)
-    events = _with_sessions(deduped, mapping, config.session_gap_minutes).cache()
+    fresh = _not_in_lake(spark, deduped, lake)
+    events = _with_sessions(fresh, mapping, config.session_gap_minutes).cache()
 
     counts = _count(parsed, accepted, rejected, events)
     batch_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    dates = _write_events(events, lake)
+    dates = _write_events(events, lake, batch_id)
     quarantine_path = _write_quarantine(rejected, lake, now, batch_id) if counts["quarantined"] else None
     items_path = _write_items(spark, config, lake, deduped if mapping.side_columns() else None)
     _write_manifest(parsed, new_files, lake, batch_id, now)
@@ -125,6 +135,30 @@ def ingest(spark: SparkSession, config: IngestConfig, lake: Lake, now: dt.dateti
              result.rows_read, result.rows_accepted, result.rows_quarantined, result.rows_duplicate,
              len(dates), dates[0] if dates else "-", dates[-1] if dates else "-")
     return result
+
+
+BATCH_FILE = re.compile(r"^(\d{8}T\d{6}-[0-9a-f]{8})(-part-\d{5})?\.parquet$")
+
+
+def remove_unfinished_batches(lake: Lake) -> list[Path]:
+    """Delete event and quarantine files of batches the manifest does not list (an interrupted ingest)."""
+    finished = set(read_parquet_dir(lake.manifest).column("batch_id").to_pylist()) if _has_parquet(lake.manifest) else set()
+    orphans = []
+    for folder in (lake.events, lake.quarantine):
+        for path in folder.glob("*/*.parquet") if folder.exists() else []:
+            match = BATCH_FILE.match(path.name)
+            if match and match.group(1) not in finished:
+                orphans.append(path)
+    for path in orphans:
+        path.unlink()
+    if orphans:
+        log.warning("ingest: removed %d file(s) of interrupted batch(es) %s; their raw files are ingested again",
+                    len(orphans), sorted({BATCH_FILE.match(p.name).group(1) for p in orphans}))
+    return orphans
+
+
+def _has_parquet(folder: Path) -> bool:
+    return folder.exists() and any(folder.glob("*.parquet"))
 
 
 def _unique_new(found: list[RawFile], seen: set[str]) -> list[RawFile]:
@@ -220,10 +254,48 @@ def _count(parsed: DataFrame, accepted: DataFrame, rejected: DataFrame, events: 
     return {"read": read, "accepted": n_events, "quarantined": n_rejected, "duplicate": n_accepted - n_events}
 
 
-def _write_events(events: DataFrame, lake: Lake) -> tuple[str, ...]:
+def _write_events(events: DataFrame, lake: Lake, batch_id: str) -> tuple[str, ...]:
+    """Append the batch to ``events/event_date=*/`` as files named after the batch."""
+    staging = temporary_sibling(lake.events, "staging")
     ordered = events.repartition("event_date").sortWithinPartitions("event_time", "user_id", "item_id", "event_type")
-    ordered.write.mode("append").partitionBy("event_date").parquet(str(lake.events))
-    return tuple(str(r[0]) for r in events.select("event_date").distinct().orderBy("event_date").collect())
+    ordered.write.partitionBy("event_date").parquet(str(staging))
+    dates = []
+    for day in sorted(p for p in staging.glob("event_date=*") if p.is_dir()):
+        dates.append(day.name.split("=", 1)[1])
+        target = lake.events / day.name
+        target.mkdir(parents=True, exist_ok=True)
+        for n, part in enumerate(sorted(day.glob("part-*.parquet"))):
+            os.replace(part, target / f"{batch_id}-part-{n:05d}.parquet")
+    remove_dir(staging)
+    return tuple(dates)
+
+
+def _not_in_lake(spark: SparkSession, events: DataFrame, lake: Lake) -> DataFrame:
+    """Drop rows the lake already holds (same time, user, item and type), e.g. from a file that grew."""
+    if not lake.events.exists() or not any(lake.events.glob("event_date=*/*.parquet")):
+        return events
+    dates = [str(r[0]) for r in events.select(F.to_date("event_time").alias("d")).distinct().collect()]
+    stored_days = [d for d in dates if any((lake.events / f"event_date={d}").glob("*.parquet"))]
+    if not stored_days:
+        return events
+    key = ["event_time", "user_id", "item_id", "event_type"]
+    stored = spark.read.option("basePath", str(lake.events)).parquet(
+        *[str(lake.events / f"event_date={d}") for d in stored_days]).select(*key).distinct()
+    return events.join(stored, on=key, how="left_anti")
+
+
+def _too_old(typed: DataFrame, lake: Lake, max_late_days: int) -> DataFrame:
+    """Quarantine valid rows dated more than ``max_late_days`` before the newest event (lake or batch)."""
+    newest_in_batch = typed.where(F.col("reason").isNull()).agg(F.max("event_time")).first()[0]
+    stored = [dt.date.fromisoformat(p.name.split("=", 1)[1]) for p in lake.events.glob("event_date=*")] if lake.events.exists() else []
+    newest_days = [d for d in [newest_in_batch.date() if newest_in_batch else None, max(stored, default=None)] if d]
+    if not newest_days:
+        return typed
+    cutoff = max(newest_days) - dt.timedelta(days=max_late_days)
+    text = (f"timestamp before {cutoff} (more than {max_late_days} days before the newest event, "
+            f"{max(newest_days)}): older than any training window")
+    return typed.withColumn("reason", F.when(F.col("reason").isNull() & (F.to_date("event_time") < F.lit(cutoff)),
+                                             F.lit(text)).otherwise(F.col("reason")))
 
 
 def _write_quarantine(rejected: DataFrame, lake: Lake, now: dt.datetime, batch_id: str) -> str:
@@ -295,14 +367,17 @@ def _items_from_file(spark: SparkSession, path: Path | None) -> pa.Table | None:
 def _merge_items(fresh: list[pa.Table], lake: Lake) -> str:
     """New rows win over the stored ones for the same item; the table is rewritten atomically."""
     tables = list(fresh)
-    if lake.items.exists() and any(lake.items.glob("*.parquet")):
-        tables.append(read_parquet_dir(lake.items).select(SIDE_SCHEMA.names).cast(SIDE_SCHEMA))
+    stored = read_parquet_dir(lake.items).select(SIDE_SCHEMA.names).cast(SIDE_SCHEMA) if _has_parquet(lake.items) else None
+    if stored is not None:
+        tables.append(stored)
     merged: dict[str, dict] = {}
     for table in reversed(tables):
         for row in table.to_pylist():
             merged[row["item_id"]] = row
     ordered = pa.Table.from_pylist([merged[k] for k in sorted(merged)], schema=SIDE_SCHEMA)
-    staging = lake.items.with_name(f".items.{uuid.uuid4().hex}")
+    if stored is not None and stored.equals(ordered):
+        return str(lake.items)  # unchanged: left as it is, so the stages that read it stay cached
+    staging = temporary_sibling(lake.items, "staging")
     staging.mkdir(parents=True)
     pq.write_table(ordered, staging / "items.parquet")
     replace_dir(staging, lake.items)

@@ -2,14 +2,20 @@
 
 ``Lake`` knows where each table lives (see DESIGN.md, "Lake layout"); no other module builds a lake
 path by hand. Writes go to a temporary name and are renamed into place, so a reader never sees half
-a file.
+a file. Every temporary name is hidden and ends in ``.tmp``, ``.staging``, ``.old`` or ``.removed``,
+so what a killed run leaves behind is recognisable, and ``remove_leftovers`` deletes it at the start
+of the next run. ``LakeLock`` keeps two runs from working in one lake at once.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +23,10 @@ from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+LEFTOVER = re.compile(r"^\..+\.[0-9a-f]{8,32}\.(tmp|staging|old|removed)$")
 
 
 @dataclass(frozen=True)
@@ -98,7 +108,7 @@ class Lake:
 def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
     """Run ``write`` on a temporary sibling of ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = temporary_sibling(path, "tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -119,16 +129,99 @@ def write_text_atomic(text: str, path: Path) -> Path:
     return _atomic(path, lambda tmp: tmp.write_text(text))
 
 
+def temporary_sibling(path: Path, kind: str) -> Path:
+    """A hidden name beside ``path`` for work in progress; ``kind`` is tmp, staging, old or removed."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.{kind}")
+
+
 def replace_dir(src: Path, dst: Path) -> None:
     """Move the finished folder ``src`` to ``dst``, replacing an older ``dst`` if there is one."""
     if dst.exists():
-        trash = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.old")
+        trash = temporary_sibling(dst, "old")
         os.replace(dst, trash)
         os.replace(src, dst)
         shutil.rmtree(trash, ignore_errors=True)
     else:
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
+
+
+def remove_dir(folder: Path) -> None:
+    """Take ``folder`` out of readers' sight in one rename, then delete it."""
+    trash = temporary_sibling(folder, "removed")
+    os.replace(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def remove_leftovers(root: Path) -> list[Path]:
+    """Delete the temporary files and folders a killed run left anywhere under ``root``."""
+    found = [p for p in root.rglob(".*") if LEFTOVER.match(p.name)] if root.exists() else []
+    for path in sorted(found, key=lambda p: len(p.parts)):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if found:
+        log.info("removed %d leftover(s) of an interrupted run under %s", len(found), root)
+    return found
+
+
+class LakeBusyError(RuntimeError):
+    pass
+
+
+class LakeLock:
+    """One run at a time per lake: ``_RUN_LOCK`` holds the owner's host and pid.
+
+    A lock whose process is gone (a killed run on this host) is taken over; one held by a live
+    process, or by another host, makes the new run fail with a message naming the owner.
+    """
+
+    def __init__(self, root: Path):
+        self.path = Path(root) / "_RUN_LOCK"
+        self.owner = {"host": socket.gethostname(), "pid": os.getpid()}
+
+    def __enter__(self) -> "LakeLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        claim = temporary_sibling(self.path, "tmp")
+        claim.write_text(json.dumps({**self.owner, "since": dt.datetime.now(dt.timezone.utc).isoformat()}))
+        try:
+            while True:
+                try:
+                    os.link(claim, self.path)  # creates the lock, contents and all, only if there is none
+                    return self
+                except FileExistsError:
+                    self._take_over_if_stale()
+        finally:
+            claim.unlink(missing_ok=True)
+
+    def _take_over_if_stale(self) -> None:
+        try:
+            holder = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return
+        if holder.get("host") == self.owner["host"] and not _alive(int(holder.get("pid", -1))):
+            log.warning("lake lock %s was held by pid %s, which is gone (a killed run): taking it over",
+                        self.path, holder.get("pid"))
+            self.path.unlink(missing_ok=True)
+            return
+        raise LakeBusyError(f"another run holds the lake lock {self.path}: {holder}. Wait for it to finish; "
+                            "if that run is dead on another host, delete the lock file")
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def read_parquet_dir(path: Path) -> pa.Table:

@@ -7,8 +7,10 @@ counts under ``runs/<run_id>/stages/`` for the report.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -22,7 +24,7 @@ from recsys.evaluate import EvaluateResult, metrics_table, pick_champion, score_
 from recsys.graph import GraphResult, build_graph
 from recsys.holdout import HoldoutResult, build_holdout, load_holdout
 from recsys.ingest import IngestResult, ingest
-from recsys.lake import Lake, RunPaths, write_json_atomic, write_text_atomic
+from recsys.lake import Lake, LakeLock, RunPaths, remove_leftovers, write_json_atomic, write_text_atomic
 from recsys.models.base import TrainingInputs
 from recsys.publish import PublishResult, item_to_item_table, publish_item_to_item
 from recsys.report import write_report
@@ -36,7 +38,8 @@ log = logging.getLogger(__name__)
 
 # Where things are and how Spark runs do not change what a run computes: they stay out of the run id,
 # so the same data and settings give the same run id (and table contents) in any checkout or cluster.
-_NOT_IN_RUN_ID = {"lake": True, "spark": True, "ingest": {"input": True, "items_input": True}}
+_NOT_IN_RUN_ID = {"lake": True, "spark": True, "cache": True, "ingest": {"input": True, "items_input": True}}
+CODE_ROOTS = (Path(__file__).resolve().parent,)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,68 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     run_id = f"{window.run_date:%Y%m%d}-{config_digest(config)}"
     return RunPlan(run_id, str(window.run_date), str(window.train_from), str(window.train_until),
                    str(window.test_from), str(lake.run(run_id).root))
+
+
+@contextlib.contextmanager
+def exclusive_lake(config: PipelineConfig):
+    """Hold the lake's run lock for a whole run, after removing what an interrupted run left behind."""
+    with LakeLock(config.lake):
+        remove_leftovers(config.lake)
+        yield
+
+
+def stage_inputs(config: PipelineConfig, plan: RunPlan, stage: str) -> list[Path]:
+    """The files and folders a stage reads: what its cache key fingerprints."""
+    lake, run = Lake(config.lake), plan.paths
+    window_days = [lake.events / f"event_date={d}" for d in _days(plan.train_from, plan.run_date)]
+    return {
+        "graph": window_days + [lake.items],
+        "walks": [run.graph],
+        "train": [run.graph, run.walks],
+        "evaluate": window_days + [run.graph, run.root / "models"],
+        "publish": [run.graph, run.root / "models", run.metrics],
+    }[stage]
+
+
+def stage_cache_key(config: PipelineConfig, plan: RunPlan, stage: str) -> str | None:
+    """Same code, settings, run and input files (names, sizes, modification times) -> same key.
+
+    None (never cached) when ``config.cache`` is off.
+    """
+    if not config.cache:
+        return None
+    digest = hashlib.sha256()
+    for part in (stage, code_digest(), json.dumps(dataclasses.asdict(plan), sort_keys=True), str(config.lake),
+                 config.model_dump_json(exclude={"spark"})):
+        digest.update(part.encode() + b"\0")
+    for path in stage_inputs(config, plan, stage):
+        digest.update(_files_fingerprint(path).encode())
+    return f"{stage}-{digest.hexdigest()[:32]}"
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """A digest of the library's source: a code change invalidates every cached stage."""
+    digest = hashlib.sha256()
+    for root in CODE_ROOTS:
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _files_fingerprint(path: Path) -> str:
+    if path.is_file():
+        stat = path.stat()
+        return f"{path}:{stat.st_size}:{stat.st_mtime_ns};"
+    if not path.is_dir():
+        return f"{path}:absent;"
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return "".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns};" for p in files)
+
+
+def _days(first: str, last: str) -> list[dt.date]:
+    start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    return [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
 
 
 def record_ingest(plan: RunPlan, result: IngestResult) -> None:

@@ -1,8 +1,11 @@
 """The publish stage: the champion's top-N item-to-item table, versioned by run date.
 
-The table is written to a hidden staging folder, renamed into ``run_date=YYYY-MM-DD/`` in one step,
-and only then is ``_LATEST`` rewritten (atomically) to point at it: a reader sees the old version or
-the new one, never a part. ``read_latest`` is the documented way for a service to load the table.
+Each publication is a new folder ``run_date=YYYY-MM-DD/version=<UTC time>-<run id>/``: the table is
+written to a hidden staging folder, renamed to that name in one step, and only then is ``_LATEST``
+rewritten (atomically) to point at it. No folder a reader may be reading is ever changed in place:
+a re-publication of the same run date goes to a new folder, and the one it supersedes is removed
+only after ``_LATEST`` has moved on. So a reader sees the old version or the new one, never a part
+or a mix. ``read_latest`` is the documented way for a service to load the table.
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import uuid
+import datetime as dt
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recsys.lake import Lake, replace_dir, write_json_atomic
+from recsys.faults import pause_point
+from recsys.lake import Lake, remove_dir, temporary_sibling, write_json_atomic
 from recsys.models.base import ItemModel
 from recsys.transition import TransitionTable
 
@@ -92,23 +96,27 @@ def item_to_item_table(model: ItemModel, table: TransitionTable, n: int, run_id:
 def publish_item_to_item(lake: Lake, recs: pa.Table, run_date: str, run_id: str, model: str,
                          headline: dict[str, float | None], metric: str = "auc", tolerance: float = 1.0,
                          retention: int = 0) -> PublishResult:
-    """Write the version for ``run_date``, then point ``_LATEST`` at it, unless the gate says no."""
-    target = lake.published_version(ITEM_TO_ITEM, run_date)
+    """Write a new version for ``run_date``, then point ``_LATEST`` at it, unless the gate says no."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    target = lake.published_version(ITEM_TO_ITEM, run_date) / f"version={stamp}-{run_id}"
     items = len(set(recs.column("item_id").to_pylist()))
     refused = gate(read_pointer(lake), headline, metric, tolerance)
     if refused:
         log.warning("publish: nothing published for %s: %s", run_date, refused)
         return PublishResult(ITEM_TO_ITEM, str(target), recs.num_rows, items, model, str(lake.latest_pointer),
                              published=False, reason=refused)
-    pointer = {"run_date": run_date, "run_id": run_id,
+    pointer = {"run_date": run_date, "run_id": run_id, "published_at": stamp,
                "tables": {ITEM_TO_ITEM: {"path": str(target.relative_to(lake.recommendations)), "model": model,
                                          "rows": recs.num_rows, "metrics": headline}}}
-    staging = lake.published(ITEM_TO_ITEM) / f".staging-{run_id}-{uuid.uuid4().hex[:8]}"
+    staging = temporary_sibling(target, "staging")
     staging.mkdir(parents=True)
     pq.write_table(recs, staging / "part-00000.parquet")
     write_json_atomic(pointer, staging / VERSION_FILE)
-    replace_dir(staging, target)
+    pause_point("publish")
+    os.rename(staging, target)
     write_json_atomic(pointer, lake.latest_pointer)
+    for superseded in versions(lake, run_date)[:-1]:
+        remove_dir(superseded)
     removed = remove_old_versions(lake, retention) if retention else ()
     log.info("publish: %s -> %d rows for %d items from %s at %s; _LATEST -> %s", ITEM_TO_ITEM, recs.num_rows,
              items, model, target, run_date)
@@ -116,23 +124,28 @@ def publish_item_to_item(lake: Lake, recs: pa.Table, run_date: str, run_id: str,
                          removed_versions=removed)
 
 
+def versions(lake: Lake, run_date: str, table: str = ITEM_TO_ITEM) -> list[Path]:
+    """The complete versions published for ``run_date``, oldest first."""
+    folder = lake.published_version(table, run_date)
+    found = folder.glob("version=*") if folder.exists() else []
+    return sorted(p for p in found if (p / VERSION_FILE).exists())
+
+
 def published_dates(lake: Lake, table: str = ITEM_TO_ITEM) -> list[str]:
     folder = lake.published(table)
     if not folder.exists():
         return []
-    return sorted(p.name.split("=", 1)[1] for p in folder.glob("run_date=*") if p.is_dir())
+    dates = (p.name.split("=", 1)[1] for p in folder.glob("run_date=*") if p.is_dir())
+    return sorted(d for d in dates if versions(lake, d, table))
 
 
 def remove_old_versions(lake: Lake, keep: int, table: str = ITEM_TO_ITEM) -> tuple[str, ...]:
-    """Delete all but the newest ``keep`` versions; the one ``_LATEST`` names is never deleted."""
+    """Delete all but the newest ``keep`` run dates; the one ``_LATEST`` names is never deleted."""
     latest = (read_pointer(lake) or {}).get("run_date")
     dates = published_dates(lake, table)
     doomed = [d for d in dates[:-keep] if d != latest] if keep < len(dates) else []
     for run_date in doomed:
-        folder = lake.published_version(table, run_date)
-        trash = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.removed")
-        os.replace(folder, trash)  # out of readers' sight in one step, then deleted
-        shutil.rmtree(trash, ignore_errors=True)
+        remove_dir(lake.published_version(table, run_date))
     if doomed:
         log.info("publish: retention %d removed version(s) %s", keep, ", ".join(doomed))
     return tuple(doomed)
@@ -140,18 +153,29 @@ def remove_old_versions(lake: Lake, keep: int, table: str = ITEM_TO_ITEM) -> tup
 
 def rollback(lake: Lake, run_date: str, table: str = ITEM_TO_ITEM) -> dict:
     """Point ``_LATEST`` back at the published version of ``run_date``."""
-    version = lake.published_version(table, run_date) / VERSION_FILE
-    if not version.exists():
+    found = versions(lake, run_date, table)
+    if not found:
         raise FileNotFoundError(f"no published {table} version for {run_date} (have: {published_dates(lake, table)})")
-    pointer = json.loads(version.read_text())
+    pointer = json.loads((found[-1] / VERSION_FILE).read_text())
     write_json_atomic(pointer, lake.latest_pointer)
     log.info("rollback: _LATEST -> %s (run %s)", run_date, pointer["run_id"])
     return pointer
 
 
-def read_latest(lake_root: str | Path, table: str = ITEM_TO_ITEM) -> pa.Table:
-    """The latest published version of ``table`` as a pyarrow Table (``.to_pandas()`` for pandas)."""
+def read_latest(lake_root: str | Path, table: str = ITEM_TO_ITEM, attempts: int = 5) -> pa.Table:
+    """The latest published version of ``table`` as a pyarrow Table (``.to_pandas()`` for pandas).
+
+    A version is removed only after ``_LATEST`` has moved past it, so a read that loses that race
+    finds its folder gone; it then reads the pointer again (never a part of either version).
+    """
     recommendations = Path(lake_root) / "recommendations"
-    pointer = json.loads((recommendations / "_LATEST").read_text())
-    folder = recommendations / pointer["tables"][table]["path"]
-    return pq.read_table(folder, ignore_prefixes=[".", "_"])
+    for attempt in range(attempts):
+        pointer = json.loads((recommendations / "_LATEST").read_text())
+        folder = recommendations / pointer["tables"][table]["path"]
+        try:
+            return pq.read_table(folder / "part-00000.parquet")
+        except (FileNotFoundError, OSError):
+            if attempt == attempts - 1 or folder.exists():
+                raise
+            time.sleep(0.05)
+    raise AssertionError("unreachable")

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recsys.config import TrainConfig
+from recsys.faults import pause_point
+from recsys.lake import replace_dir, temporary_sibling
 from recsys.models import model_class
 from recsys.models.base import ItemModel, TrainingInputs
 
@@ -38,7 +40,10 @@ def train_models(config: TrainConfig, inputs: TrainingInputs, models_dir: Path) 
         model = model_class(name).fit(inputs, config)
         seconds = time.perf_counter() - started
         folder = models_dir / name
-        model.save(folder)
+        staging = temporary_sibling(folder, "staging")
+        model.save(staging)
+        replace_dir(staging, folder)
+        pause_point("train")
         log.info("train: %s fitted in %.1f s (%d thread(s)) -> %s", name, seconds, inputs.threads, folder)
         trained.append(TrainedModel(name, str(folder), round(seconds, 3)))
     return TrainResult(tuple(trained))

@@ -15,7 +15,6 @@ folder must be on storage every executor can write (as the lake is).
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 
 from recsys.config import WalksConfig
-from recsys.lake import replace_dir, write_parquet_atomic
+from recsys.faults import pause_point
+from recsys.lake import replace_dir, temporary_sibling, write_parquet_atomic
 from recsys.transition import TransitionTable
 from recsys.walk_kernel import random_walks
 
@@ -75,7 +75,7 @@ def generate_walks(spark: SparkSession, table: TransitionTable, config: WalksCon
     total = len(arrays["starts"]) * config.walks_per_node
     if total == 0:
         raise ValueError("the graph has no edges: no walk can start (too few co-occurring events in the window?)")
-    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
+    staging = temporary_sibling(out, "staging")
     staging.mkdir(parents=True)
     broadcast = spark.sparkContext.broadcast(arrays)
     length, folder = config.walk_length, str(staging)
@@ -95,6 +95,7 @@ def generate_walks(spark: SparkSession, table: TransitionTable, config: WalksCon
     ids = spark.range(0, total, numPartitions=config.partitions)
     summary = ids.mapInArrow(run_partition, SUMMARY_DDL).collect()
     broadcast.unpersist()
+    pause_point("walks")
     replace_dir(staging, out)
     result = WalksResult(path=str(out), walks=sum(r["walks"] for r in summary), steps=sum(r["steps"] for r in summary),
                          start_nodes=len(arrays["starts"]))

@@ -1,15 +1,24 @@
 """One Prefect task per stage. Retries only where a failure can be transient and a retry is safe
-(writing the published table); caching is off because stages read the lake, which a
-task's inputs do not describe."""
+(writing the published table).
+
+Caching: graph, walks, train, evaluate and publish are skipped (state "Cached") when their cache
+key is unchanged: the code, the settings, the run plan and the names, sizes and modification times
+of the files the stage reads (``recsys.pipeline.stage_cache_key``). Their small results persist as
+JSON, not pickle. Ingest is never cached: its manifest already makes a re-run read no file twice,
+and it must look for new files every night. ``config.cache: false`` turns caching off.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
 
 from recsys import pipeline
 from recsys.config import PipelineConfig
@@ -28,7 +37,24 @@ def _log_result(stage: str, result: object) -> None:
     get_run_logger().info("%s: %s", stage, fields)
 
 
-# No retries: a retry after events were appended would append them again (see issue 4).
+def _stage_key(stage: str):
+    def key(context: TaskRunContext, inputs: dict[str, Any]) -> str | None:
+        return pipeline.stage_cache_key(inputs["config"], inputs["plan"], stage)
+    return key
+
+
+def _cached(stage: str) -> dict[str, Any]:
+    return {"cache_key_fn": _stage_key(stage), "persist_result": True, "result_serializer": "json"}
+
+
+@contextlib.contextmanager
+def exclusive_lake(config: PipelineConfig):
+    """The run lock for the whole flow; also removes what an interrupted run left in the lake."""
+    with pipeline.exclusive_lake(config):
+        yield
+
+
+# No retries: ingest is safe to re-run (unfinished batches are removed first), but not to repeat blindly.
 @task(name="ingest", cache_policy=NO_CACHE)
 def ingest_task(config: PipelineConfig) -> IngestResult:
     result = pipeline.run_ingest(config)
@@ -48,21 +74,21 @@ def plan_task(config: PipelineConfig, ingested: IngestResult | None = None) -> R
     return plan
 
 
-@task(name="graph", cache_policy=NO_CACHE)
+@task(name="graph", **_cached("graph"))
 def graph_task(config: PipelineConfig, plan: RunPlan) -> GraphResult:
     result = pipeline.run_graph(config, plan)
     _log_result("graph", result)
     return result
 
 
-@task(name="walks", cache_policy=NO_CACHE)
+@task(name="walks", **_cached("walks"))
 def walks_task(config: PipelineConfig, plan: RunPlan) -> WalksResult:
     result = pipeline.run_walks(config, plan)
     _log_result("walks", result)
     return result
 
 
-@task(name="train", cache_policy=NO_CACHE)
+@task(name="train", **_cached("train"))
 def train_task(config: PipelineConfig, plan: RunPlan) -> TrainResult:
     result = pipeline.run_train(config, plan)
     for model in result.models:
@@ -70,7 +96,7 @@ def train_task(config: PipelineConfig, plan: RunPlan) -> TrainResult:
     return result
 
 
-@task(name="evaluate", cache_policy=NO_CACHE)
+@task(name="evaluate", **_cached("evaluate"))
 def evaluate_task(config: PipelineConfig, plan: RunPlan) -> EvaluateResult:
     result = pipeline.run_evaluate(config, plan)
     columns = ["model", "auc", "auc_seen", "hit_rate", "k", "positives", "train_seconds", "dataset", "seed"]
@@ -84,7 +110,7 @@ def evaluate_task(config: PipelineConfig, plan: RunPlan) -> EvaluateResult:
     return result
 
 
-@task(name="publish", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="publish", retries=2, retry_delay_seconds=5, **_cached("publish"))
 def publish_task(config: PipelineConfig, plan: RunPlan, evaluation: EvaluateResult) -> PublishResult:
     result = pipeline.run_publish(config, plan, evaluation)
     _log_result("publish", result)

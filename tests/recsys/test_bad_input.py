@@ -60,6 +60,8 @@ def build_corpus(folder: Path) -> dict[str, tuple[int, int, str | None]]:
     expect["bad_times.csv"] = (2, 2, "unparseable timestamp")
     _text(folder / "future.csv", f"{HEADER}\n2099-01-01T00:00:00Z,u1,i1,view\n")
     expect["future.csv"] = (1, 1, "in the future")
+    _text(folder / "ancient.csv", f"{HEADER}\n2001-01-01T00:00:00Z,u1,i1,view\n")
+    expect["ancient.csv"] = (1, 1, "older than any training window")
     _text(folder / "unknown_types.csv", f"{HEADER}\n2024-03-01T10:00:00Z,u1,i1,teleport\n2024-03-01T10:00:00Z,u1,i1,\n")
     expect["unknown_types.csv"] = (2, 2, "unknown event type")
     _text(folder / "long_strings.csv", f"{HEADER}\n2024-03-01T10:00:00Z,{'u' * 100_000},i1,view\n")

@@ -62,6 +62,23 @@ def test_more_bad_configs_fail_early(override, field):
     assert field in str(error.value).replace("\n", ".").replace(" ", "")
 
 
+def test_paths_are_resolved_and_lake_kept_apart_from_the_inputs(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "day1.csv").write_text("timestamp,user_id,item_id,event_type\n")
+    relative = PipelineConfig.model_validate({"lake": "some/../lake", "ingest": {"input": str(raw)}})
+    assert relative.lake.is_absolute() and ".." not in relative.lake.parts
+    with pytest.raises(ValidationError, match="inside ingest.input"):
+        PipelineConfig.model_validate({"lake": str(raw / "lake"), "ingest": {"input": str(raw)}})
+    with pytest.raises(ValidationError, match="inside the lake"):
+        PipelineConfig.model_validate({"lake": str(tmp_path), "ingest": {"input": str(raw)}})
+
+
+def test_late_row_limit_shorter_than_the_window_fails_early():
+    with pytest.raises(ValidationError, match="max_late_days"):
+        PipelineConfig.model_validate({"ingest": {"max_late_days": 10}, "window": {"train_days": 30}})
+
+
 def test_items_input_without_item_id_fails_early(tmp_path):
     (tmp_path / "items.csv").write_text("sku,category\n1,a\n")
     with pytest.raises(ValidationError, match="no item_id column"):
@@ -91,3 +108,15 @@ def test_flows_import_only_tasks_and_recsys_config():
         modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         bad = {m for m in modules if m.startswith("recsys") and m != "recsys.config"}
         assert not bad, f"{path} imports {bad}"
+
+
+def test_nothing_loaded_from_the_lake_is_unpickled():
+    """Loaders never unpickle: numpy with allow_pickle=False, torch with weights_only=True, no pickle module."""
+    for path in (PROJECT_ROOT / "recsys").rglob("*.py"):
+        text = path.read_text()
+        assert "import pickle" not in text and "allow_pickle=True" not in text, path
+        for call in text.split("np.load(")[1:]:
+            assert "allow_pickle=False" in call.split(")")[0], f"{path}: np.load without allow_pickle=False"
+        for call in text.split("torch.load(")[1:]:
+            assert "weights_only=True" in call.split(")")[0], f"{path}: torch.load without weights_only=True"
+        assert ".wv.save(" not in text and "Word2Vec.load(" not in text, f"{path}: gensim's pickle-based save/load"

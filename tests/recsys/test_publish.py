@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +17,7 @@ from recsys.models.embedding import EmbeddingModel
 from recsys.publish import (ITEM_TO_ITEM_SCHEMA, item_to_item_table, publish_item_to_item, published_dates,
                             read_latest, remove_old_versions, rollback)
 from recsys.transition import TransitionTable
+from tests.conftest import PROJECT_ROOT
 
 
 def _recs(tag: str) -> pa.Table:
@@ -82,3 +87,59 @@ def test_retention_never_removes_the_version_latest_names(tmp_path):
     assert published_dates(lake) == ["2024-03-02", "2024-03-03"]
     assert _publish(lake, "2024-03-04", 0.8, retention=1).removed_versions == ("2024-03-02", "2024-03-03")
     assert published_dates(lake) == ["2024-03-04"] and read_latest(tmp_path).num_rows == 2
+
+
+def test_republishing_a_run_date_makes_a_new_version_and_removes_the_superseded_one(tmp_path):
+    lake = Lake(tmp_path)
+    first = _publish(lake, "2024-03-01", 0.8)
+    second = _publish(lake, "2024-03-01", 0.8)
+    assert first.path != second.path and not Path(first.path).exists() and Path(second.path).exists()
+    assert published_dates(lake) == ["2024-03-01"]
+    assert json.loads(lake.latest_pointer.read_text())["tables"]["item_to_item"]["path"].endswith(Path(second.path).name)
+
+
+READER = """
+import json, sys, time
+from pathlib import Path
+from recsys.publish import read_latest
+lake, stop, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+reads, bad, seen = 0, [], set()
+while not stop.exists():
+    table = read_latest(lake)
+    tags = set(table.column("run_id").to_pylist())
+    tag = next(iter(tags))
+    if len(tags) != 1 or table.num_rows != int(tag.split("-")[1]):
+        bad.append([sorted(tags), table.num_rows])
+    reads += 1
+    seen.add(tag)
+out.write_text(json.dumps({"reads": reads, "bad": bad, "versions_seen": len(seen)}))
+"""
+
+
+def test_a_reader_in_a_loop_never_sees_a_partial_or_mixed_version(tmp_path):
+    """A separate process reads the latest table while 40 versions are published (same and new dates,
+    retention removing old ones): every read is one whole version."""
+    lake = Lake(tmp_path / "lake")
+
+    def recs(k: int) -> pa.Table:
+        rows = 500 + 37 * k
+        tag = f"run-{rows}"
+        return pa.table({"item_id": [f"i{n // 20}" for n in range(rows)], "rank": pa.array([n % 20 + 1 for n in range(rows)], pa.int32()),
+                         "rec_item_id": [f"j{n}" for n in range(rows)], "score": pa.array(np.linspace(1, 0, rows), pa.float32()),
+                         "model": ["m"] * rows, "run_id": [tag] * rows}, schema=ITEM_TO_ITEM_SCHEMA)
+
+    publish_item_to_item(lake, recs(0), "2024-03-01", "r0", "m", {"auc": 0.8})
+    stop, out = tmp_path / "stop", tmp_path / "reads.json"
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(lake.root), str(stop), str(out)], cwd=PROJECT_ROOT)
+    try:
+        time.sleep(2.0)  # let the reader start reading
+        for k in range(1, 41):
+            day = f"2024-03-{1 + k // 3:02d}"  # three publications per day: re-publishing a date, then a new date
+            publish_item_to_item(lake, recs(k), day, f"r{k}", "m", {"auc": 0.8}, retention=3)
+            time.sleep(0.02)
+    finally:
+        stop.touch()
+        assert reader.wait(timeout=60) == 0
+    result = json.loads(out.read_text())
+    assert result["bad"] == [] and result["reads"] > 40 and result["versions_seen"] > 5, result
+    assert len(published_dates(lake)) == 3
