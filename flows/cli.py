@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -60,14 +61,18 @@ def build_config(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig.model_validate(raw)
 
 
+def _number(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
 def _metrics_table(rows: tuple[dict, ...], champion: str) -> Table:
     k = rows[0]["k"] if rows else 10
     table = Table(title="item-to-item metrics")
-    for column in ("model", "AUC-ROC", "AUC-ROC seen", f"HitRate@{k}", "train s"):
+    for column in ("model", "AUC-ROC", "AUC-ROC seen", "AUC-ROC cold", f"HitRate@{k}", "train s"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in rows:
         name = f"{row['model']} *" if row["model"] == champion else row["model"]
-        table.add_row(name, f"{row['auc']:.4f}", f"{row['auc_seen']:.4f}", f"{row['hit_rate']:.4f}",
+        table.add_row(name, *(_number(row[m]) for m in ("auc", "auc_seen", "auc_cold", "hit_rate")),
                       f"{row['train_seconds']:.1f}")
     return table
 

@@ -90,11 +90,26 @@ class ColumnMapping(_Strict):
         return {field: raw for field, raw in pairs.items() if raw}
 
 
+class ItemsMapping(_Strict):
+    """How an items file's columns map onto the side-information fields (item_id, category, brand, price)."""
+
+    delimiter: str = Field(",", min_length=1, max_length=1, description="CSV field separator of the items file")
+    item_id: str = Field("item_id", description="column holding the item id")
+    category: str | None = Field("category", description="column holding the category (absent columns are skipped)")
+    brand: str | None = Field("brand", description="column holding the brand")
+    price: str | None = Field("price", description="column holding the price")
+
+    def side_columns(self) -> dict[str, str]:
+        pairs = {"category": self.category, "brand": self.brand, "price": self.price}
+        return {field: raw for field, raw in pairs.items() if raw}
+
+
 class IngestConfig(_Strict):
     input: Path = Field(SAMPLE_DIR / "events.csv.gz", description="raw log file or folder of files")
     items_input: Path | None = Field(SAMPLE_DIR / "items.csv.gz", description="optional item side-information CSV (item_id, category, brand, price)")
     preset: str | None = Field("sample", description="named column mapping (sample, taobao, diginetica, rees46); None uses `mapping`")
     mapping: ColumnMapping = Field(default_factory=ColumnMapping, description="column mapping used when preset is None")
+    items_mapping: ItemsMapping | None = Field(None, description="columns of items_input; None = the preset's items layout, else item_id,category,brand,price")
     session_gap_minutes: int = Field(30, ge=1, description="inactivity gap that cuts a session when the log has none")
     max_future_hours: int = Field(24, ge=0, description="events later than now + this are quarantined as future-stamped")
     max_field_chars: int = Field(256, ge=8, description="ids longer than this are quarantined as absurd")
@@ -133,10 +148,20 @@ class IngestConfig(_Strict):
             raise ValueError(f"ingest.mapping is given but ingest.preset is {self.preset!r}, which would win; "
                              "set ingest.preset to null to use the mapping")
         if self.items_input is not None:
+            mapping = self.items_columns()
             header = _first_line(self.items_input)
-            if "item_id" not in [c.strip() for c in header.split(",")]:
-                raise ValueError(f"items_input {self.items_input} has no item_id column (header: {header!r})")
+            columns = [c.strip() for c in header.split(mapping.delimiter)]
+            named = self.items_mapping.side_columns().values() if self.items_mapping else ()
+            missing = [c for c in (mapping.item_id, *named) if c not in columns]
+            if missing:
+                raise ValueError(f"items_input {self.items_input} has no column(s) {missing} "
+                                 f"(header: {header!r}, delimiter {mapping.delimiter!r}); see ingest.items_mapping")
         return self
+
+    def items_columns(self) -> ItemsMapping:
+        from recsys.presets import ITEMS_PRESETS
+
+        return self.items_mapping or ITEMS_PRESETS.get(self.preset or "", ItemsMapping())
 
     def column_mapping(self) -> ColumnMapping:
         from recsys.presets import PRESETS
@@ -189,10 +214,52 @@ class Word2VecParams(_Strict):
     )
 
 
+class _NegativeSampling(_Strict):
+    """Settings shared by the PyTorch models trained with negative sampling (``recsys.models.negative_sampling``)."""
+
+    vector_size: int = Field(64, ge=2, description="embedding dimension")
+    window: int = Field(5, ge=1, description="context window over a walk (dynamic, as word2vec's)")
+    negative: int = Field(5, ge=1, description="negatives per positive pair, from the unigram^0.75 distribution")
+    epochs: int = Field(5, ge=1, description="passes over the pairs; a validation AUC is recorded after each")
+    alpha: float = Field(0.025, gt=0, description="initial learning rate, decayed linearly over the whole run")
+    min_alpha: float = Field(0.0001, gt=0, description="final learning rate")
+    sample: float = Field(1e-3, ge=0, description="subsampling threshold for frequent items (word2vec's formula); 0 keeps all")
+    batch_size: int = Field(2048, ge=1, description="pairs per SGD step (capped at the number of items that train)")
+    negatives_shared_by: int = Field(8, ge=1, description="consecutive pairs that share one draw of negatives (1 = word2vec's own draw per pair)")
+
+    @model_validator(mode="after")
+    def _batch_holds_groups(self):
+        if self.batch_size % self.negatives_shared_by:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of negatives_shared_by ({self.negatives_shared_by})")
+        return self
+
+
+class SkipGramParams(_NegativeSampling):
+    """PyTorch skip-gram on the walks (``recsys.models.skipgram``)."""
+
+
+class SideInfoParams(_NegativeSampling):
+    """Skip-gram with side information, averaged or EGES-weighted (``recsys.models.side_info``)."""
+
+    price_buckets: int = Field(10, ge=1, description="price is side information as one of this many quantile buckets")
+
+
+class MFParams(_NegativeSampling):
+    """Matrix factorisation with biases (``recsys.models.mf``) on graph pairs (mf_pairs) or walk windows (mf_walks)."""
+
+    alpha: float = Field(0.05, gt=0, description="initial learning rate, decayed linearly over the whole run")
+    sample: float = Field(0.0, ge=0, description="subsampling threshold for mf_walks' walk tokens; 0 keeps all")
+    init_scale: float = Field(0.1, gt=0, description="both factor matrices start uniform in +-init_scale")
+    pairs_per_epoch: int | None = Field(None, ge=1, description="mf_pairs: edges drawn per epoch; None = as many pairs as an epoch of mf_walks")
+
+
 class TrainConfig(_Strict):
     models: tuple[str, ...] = Field(("word2vec", "popular", "item_knn"), description="registered models to train and compare")
     deterministic: bool = Field(True, description="one training thread so the same seed gives identical tables; False uses all cores")
     word2vec: Word2VecParams = Field(default_factory=Word2VecParams, description="gensim word2vec parameters")
+    skipgram: SkipGramParams = Field(default_factory=SkipGramParams, description="PyTorch skip-gram parameters")
+    side_info: SideInfoParams = Field(default_factory=SideInfoParams, description="side_info_avg and eges parameters")
+    mf: MFParams = Field(default_factory=MFParams, description="mf_pairs and mf_walks parameters")
 
     @field_validator("models")
     @classmethod
@@ -210,11 +277,14 @@ class TrainConfig(_Strict):
 class EvaluateConfig(_Strict):
     k: int = Field(10, ge=1, description="K of HitRate@K")
     max_pairs: int = Field(20000, ge=10, description="held-out pairs kept (sampled with the seed) to bound evaluation time")
+    validation_share: float = Field(0.1, ge=0, lt=1, description="share of the sessions of the last validation_days training days held out for learning curves (PyTorch models only); 0 turns curves off")
+    validation_days: int = Field(1, ge=1, description="the last training days whose sessions may be drawn for validation (never a test day)")
+    validation_pairs: int = Field(5000, ge=10, description="co-occurring validation pairs kept (with as many sampled non-pairs)")
 
 
 class PublishConfig(_Strict):
     top_n: int = Field(20, ge=1, description="recommendations per item in the item-to-item table")
-    champion_metric: Literal["auc", "auc_seen", "hit_rate"] = Field("auc", description="metric that picks the model to publish")
+    champion_metric: Literal["auc", "auc_seen", "auc_cold", "hit_rate"] = Field("auc", description="metric that picks the model to publish")
     tolerance: float = Field(0.02, ge=0, description="publish nothing if the champion's metric is this much below the last published one's")
     retention: int = Field(14, ge=1, description="published versions kept; older ones are removed, never the one _LATEST names")
 

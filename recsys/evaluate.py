@@ -1,9 +1,11 @@
 """The evaluate stage: every model scored on the same holdout, written to ``metrics.parquet``.
 
 Item-to-item protocol (DESIGN.md, "Evaluation protocol"): AUC-ROC of the held-out co-occurring pairs
-against as many sampled non-pairs, overall and on the "seen" split (both items seen in training);
-HitRate@K of the held-out neighbour, each positive pair counted in both directions. Items unseen in
-training score the fallback 0.0 (AUC) and, as anchors or targets, count as misses (HitRate).
+against as many sampled non-pairs, overall, on the "seen" split (both items seen in training) and on
+the "cold" split (both items in the catalogue, at least one known only by its side information);
+HitRate@K of the held-out neighbour, each positive pair counted in both directions. An item a model
+has no vector for scores the fallback 0.0 (AUC) and, as anchor or target, counts as a miss (HitRate):
+so an id-only model scores exactly 0.5 on the cold split, where side-information models can do better.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class ModelScores:
     name: str
     auc: float
     auc_seen: float
+    auc_cold: float
     hit_rate: float
     precision: np.ndarray
     recall: np.ndarray
@@ -45,12 +48,14 @@ def score_model(model: ItemModel, holdout: pa.Table, k: int) -> ModelScores:
     a, b = holdout.column("a").to_numpy(), holdout.column("b").to_numpy()
     label = holdout.column("label").to_numpy().astype(bool)
     scores = model.pair_scores(a, b)
-    seen = (a >= 0) & (b >= 0)
+    split = holdout.column("split").to_numpy(zero_copy_only=False)
+    seen, cold = split == "seen", split == "cold"
     precision, recall = precision_recall(scores[label], scores[~label])
     return ModelScores(
         name=model.name,
         auc=auc_roc(scores[label], scores[~label]),
         auc_seen=auc_roc(scores[label & seen], scores[~label & seen]),
+        auc_cold=auc_roc(scores[label & cold], scores[~label & cold]),
         hit_rate=_hit_rate(model, a[label], b[label], k),
         precision=precision,
         recall=recall,
@@ -69,12 +74,12 @@ def _hit_rate(model: ItemModel, a: np.ndarray, b: np.ndarray, k: int) -> float:
 
 
 def metrics_table(scores: list[ModelScores], holdout: pa.Table, context: dict, k: int, train_seconds: dict[str, float]) -> pa.Table:
-    a, b = holdout.column("a").to_numpy(), holdout.column("b").to_numpy()
     label = holdout.column("label").to_numpy().astype(bool)
-    seen = (a >= 0) & (b >= 0)
+    split = holdout.column("split").to_numpy(zero_copy_only=False)
     rows = [{
-        "model": s.name, "auc": s.auc, "auc_seen": s.auc_seen, "hit_rate": s.hit_rate, "k": k,
-        "positives": int(label.sum()), "positives_seen": int((label & seen).sum()),
+        "model": s.name, "auc": s.auc, "auc_seen": s.auc_seen, "auc_cold": s.auc_cold, "hit_rate": s.hit_rate, "k": k,
+        "positives": int(label.sum()), "positives_seen": int((label & (split == "seen")).sum()),
+        "positives_cold": int((label & (split == "cold")).sum()),
         "train_seconds": float(train_seconds.get(s.name, float("nan"))), **context,
     } for s in scores]
     return pa.Table.from_pylist(rows)

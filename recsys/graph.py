@@ -6,6 +6,10 @@ between their items weighted ``max(w(type_a), w(type_b)) * decay**(d-1)``; edges
 list (O(edges)) reaches the driver, where it becomes CSR arrays (``recsys.transition``). This is the
 session co-occurrence graph of Wang et al. 2018, "Billion-scale Commodity Embedding for
 E-commerce Recommendation in Alibaba", section 2.2.
+
+The stage also writes the run's item catalogue (``recsys.catalog``: the nodes, then the cold items of
+``items/``). When learning curves are wanted, a ``ValidationSplit`` holds whole sessions of the last
+training days out of the graph, so the validation pairs they give were never trained on.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from recsys.catalog import build_catalog
 from recsys.config import GraphConfig
-from recsys.lake import Lake
+from recsys.lake import Lake, read_parquet_dir
 from recsys.timewindow import TimeWindow
 from recsys.transition import ITEM_STATS_FILE, TransitionTable
 
@@ -37,6 +42,30 @@ class GraphResult:
     edges: int
     train_events: int
     isolated_nodes: int
+    cold_items: int = 0
+    validation_events: int = 0
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """Sessions with an event between ``first_day`` and ``last_day`` whose seeded hash falls in
+    ``share``: held out of training whole (all their events, any day) for learning curves."""
+
+    first_day: dt.date
+    last_day: dt.date
+    share: float
+    seed: int
+
+    def _held_out(self, events: DataFrame) -> DataFrame:
+        bucket = F.pmod(F.xxhash64(F.col("session_id"), F.lit(self.seed)), F.lit(10_000))
+        in_days = events.where(F.col("event_date").between(F.lit(self.first_day), F.lit(self.last_day)))
+        return in_days.select("session_id").distinct().where(bucket < F.lit(int(round(self.share * 10_000))))
+
+    def without(self, events: DataFrame) -> DataFrame:
+        return events.join(self._held_out(events), on="session_id", how="left_anti")
+
+    def only(self, events: DataFrame) -> DataFrame:
+        return events.join(self._held_out(events), on="session_id", how="left_semi")
 
 
 def events_between(spark: SparkSession, lake: Lake, first: dt.date, last: dt.date) -> DataFrame:
@@ -68,21 +97,36 @@ def summed_edges(pairs: DataFrame, min_weight: float) -> DataFrame:
     return edges.where(F.col("weight") >= min_weight) if min_weight > 0 else edges
 
 
-def build_graph(spark: SparkSession, config: GraphConfig, lake: Lake, window: TimeWindow, out: Path) -> GraphResult:
-    """Write the transition table and item statistics of the training window to ``out``."""
-    events = events_between(spark, lake, window.train_from, window.train_until).cache()
+def training_events(spark: SparkSession, lake: Lake, window: TimeWindow, validation: ValidationSplit | None) -> DataFrame:
+    events = events_between(spark, lake, window.train_from, window.train_until)
+    return validation.without(events) if validation else events
+
+
+def build_graph(spark: SparkSession, config: GraphConfig, lake: Lake, window: TimeWindow, out: Path,
+                validation: ValidationSplit | None = None) -> GraphResult:
+    """Write the transition table, item statistics and catalogue of the training window to ``out``."""
+    events = training_events(spark, lake, window, validation).cache()
     stats = _item_stats(events)
     edges = summed_edges(session_pairs(events, config), config.min_weight).toArrow()
     events.unpersist()
     table = _transition_table(stats, edges)
     table.save(out)
     pq.write_table(stats, out / ITEM_STATS_FILE)
+    catalog = build_catalog(table, read_parquet_dir(lake.items) if _has_items(lake) else None)
+    catalog.save(out)
+    held_out = validation.only(events_between(spark, lake, window.train_from, window.train_until)).count() if validation else 0
     result = GraphResult(path=str(out), nodes=table.n_nodes, edges=table.n_edges,
                          train_events=int(pc.sum(stats.column("events")).as_py() or 0),
-                         isolated_nodes=int((table.out_degree() == 0).sum()))
-    log.info("graph: %s -> %d nodes, %d directed edges (%d nodes without neighbours) from %d events, at %s",
-             window.describe(), result.nodes, result.edges, result.isolated_nodes, result.train_events, out)
+                         isolated_nodes=int((table.out_degree() == 0).sum()), cold_items=catalog.n_cold,
+                         validation_events=held_out)
+    log.info("graph: %s -> %d nodes, %d directed edges (%d nodes without neighbours) from %d events "
+             "(%d held out for validation); %d cold items with side information; at %s", window.describe(), result.nodes,
+             result.edges, result.isolated_nodes, result.train_events, held_out, result.cold_items, out)
     return result
+
+
+def _has_items(lake: Lake) -> bool:
+    return lake.items.exists() and any(lake.items.rglob("*.parquet"))
 
 
 def _item_stats(events: DataFrame) -> pa.Table:

@@ -6,8 +6,13 @@ graph edges in test-day sessions (same window rule as the graph stage), at most 
 uniformly from the items of the test days, never an item that co-occurs with ``a`` there. Drawing
 ``c`` from the same days as ``b`` gives negatives the same chance as positives of holding an item
 unseen in training; drawing it from the whole window would make unseen items (which every model
-scores with its fallback) mark positives, and bias AUC. Pairs carry node indices of the training
-graph, -1 for items unseen in training.
+scores with its fallback) mark positives, and bias AUC. Pairs carry catalogue indices
+(``recsys.catalog``: graph nodes first, then cold items with side information), -1 for items the
+catalogue lacks, and a ``split``: ``seen`` (both items trained), ``cold`` (both in the catalogue, one
+or both known only by side information) or ``unknown``.
+
+``build_validation`` makes the same kind of pairs from the sessions a ``ValidationSplit`` held out
+of the training days, keeping only pairs of two graph nodes: the learning curves' data.
 """
 
 from __future__ import annotations
@@ -23,11 +28,11 @@ import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from recsys.catalog import Catalog
 from recsys.config import EvaluateConfig, GraphConfig
-from recsys.graph import events_between, session_pairs
+from recsys.graph import ValidationSplit, events_between, session_pairs
 from recsys.lake import Lake
 from recsys.timewindow import TimeWindow
-from recsys.transition import TransitionTable
 
 log = logging.getLogger(__name__)
 
@@ -42,26 +47,66 @@ class HoldoutResult:
     negatives: int
 
 
+@dataclass(frozen=True)
+class ValidationResult:
+    path: str
+    events: int
+    positives: int
+    negatives: int
+
+
 def build_holdout(spark: SparkSession, lake: Lake, window: TimeWindow, graph: GraphConfig, config: EvaluateConfig,
-                  table: TransitionTable, seed: int, out: Path) -> HoldoutResult:
+                  catalog: Catalog, seed: int, out: Path) -> HoldoutResult:
     test = events_between(spark, lake, window.test_from, window.run_date).cache()  # read once, used three times
     test_events = test.count()
-    pairs = session_pairs(test, graph).where(F.col("src") < F.col("dst")).select("src", "dst").distinct()
-    ranked = pairs.orderBy(F.xxhash64("src", "dst", F.lit(seed)), "src", "dst").limit(config.max_pairs)
-    positives = ranked.orderBy("src", "dst").toArrow()
-    test_items = test.select("item_id").distinct()
-    pool = np.array(sorted(test_items.toArrow().column("item_id").to_pylist()), dtype=object)
+    positives, pool = _positives_and_pool(test, graph, config.max_pairs, seed)
     test.unpersist()
-    holdout = _with_negatives(positives, pool, seed)
-    holdout = holdout.append_column("a", pa.array(table.indices_of(holdout.column("src").to_pylist())))
-    holdout = holdout.append_column("b", pa.array(table.indices_of(holdout.column("dst").to_pylist())))
-    out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(holdout, out / PAIRS_FILE)
+    holdout = _indexed(_with_negatives(positives, pool, seed), catalog)
+    _write(holdout, out)
     n_pos = int(pc.sum(holdout.column("label")).as_py() or 0)
     result = HoldoutResult(str(out), test_events, n_pos, holdout.num_rows - n_pos)
     log.info("holdout: %d test-day events -> %d co-occurring pairs + %d sampled non-pairs", test_events,
              result.positives, result.negatives)
     return result
+
+
+def build_validation(spark: SparkSession, lake: Lake, window: TimeWindow, graph: GraphConfig, split: ValidationSplit,
+                     max_pairs: int, catalog: Catalog, seed: int, out: Path) -> ValidationResult:
+    """Pairs of the held-out validation sessions whose two items are graph nodes, with sampled non-pairs."""
+    held_out = split.only(events_between(spark, lake, window.train_from, window.train_until)).cache()
+    events = held_out.count()
+    nodes = spark.createDataFrame([(item,) for item in catalog.item_ids[:catalog.n_nodes].tolist()], "item_id string")
+    positives, pool = _positives_and_pool(held_out.join(F.broadcast(nodes), "item_id", "left_semi"), graph, max_pairs, seed)
+    held_out.unpersist()
+    pairs = _indexed(_with_negatives(positives, pool, seed), catalog)
+    _write(pairs, out)
+    n_pos = int(pc.sum(pairs.column("label")).as_py() or 0)
+    log.info("validation: %d held-out events -> %d pairs of trained items + %d sampled non-pairs", events, n_pos,
+             pairs.num_rows - n_pos)
+    return ValidationResult(str(out), events, n_pos, pairs.num_rows - n_pos)
+
+
+def _positives_and_pool(events, graph: GraphConfig, max_pairs: int, seed: int) -> tuple[pa.Table, np.ndarray]:
+    pairs = session_pairs(events, graph).where(F.col("src") < F.col("dst")).select("src", "dst").distinct()
+    ranked = pairs.orderBy(F.xxhash64("src", "dst", F.lit(seed)), "src", "dst").limit(max_pairs)
+    positives = ranked.orderBy("src", "dst").toArrow()
+    items = events.select("item_id").distinct()
+    pool = np.array(sorted(items.toArrow().column("item_id").to_pylist()), dtype=object)
+    return positives, pool
+
+
+def _indexed(pairs: pa.Table, catalog: Catalog) -> pa.Table:
+    a = catalog.indices_of(pairs.column("src").to_pylist())
+    b = catalog.indices_of(pairs.column("dst").to_pylist())
+    split = np.where((a < 0) | (b < 0), "unknown",
+                     np.where((a < catalog.n_nodes) & (b < catalog.n_nodes), "seen", "cold"))
+    return pairs.append_column("a", pa.array(a)).append_column("b", pa.array(b)).append_column(
+        "split", pa.array(split.tolist(), pa.string()))
+
+
+def _write(pairs: pa.Table, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pairs, out / PAIRS_FILE)
 
 
 def _with_negatives(positives: pa.Table, pool: np.ndarray, seed: int) -> pa.Table:

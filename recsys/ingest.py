@@ -327,7 +327,7 @@ def _write_items(spark: SparkSession, config: IngestConfig, lake: Lake, accepted
 
     ``items_input`` wins over values carried by event rows; within event rows the latest non-null wins.
     """
-    fresh = [t for t in (_items_from_file(spark, config.items_input), _items_from_events(accepted)) if t is not None]
+    fresh = [t for t in (_items_from_file(spark, config), _items_from_events(accepted)) if t is not None]
     if not fresh:
         return str(lake.items) if lake.items.exists() else None
     return _merge_items(fresh, lake)
@@ -348,16 +348,19 @@ def _items_from_events(accepted: DataFrame | None) -> pa.Table | None:
     return side.where("_n = 1").drop("_n").toArrow().cast(SIDE_SCHEMA)
 
 
-def _items_from_file(spark: SparkSession, path: Path | None) -> pa.Table | None:
+def _items_from_file(spark: SparkSession, config: IngestConfig) -> pa.Table | None:
+    path, mapping = config.items_input, config.items_columns()
     if path is None:
         return None
-    frame = spark.read.option("header", True).option("mode", "PERMISSIVE").csv(str(path))
-    missing = [c for c in ("item_id",) if c not in frame.columns]
-    if missing:
-        raise ValueError(f"items_input {path} lacks column(s) {missing}")
-    cols = [F.col(c).cast("string") if c in frame.columns else F.lit(None).cast("string") for c in ("category", "brand")]
-    price = F.expr("try_cast(price AS double)") if "price" in frame.columns else F.lit(None).cast("double")
-    side = frame.select(F.col("item_id").cast("string"), cols[0].alias("category"), cols[1].alias("brand"), price.alias("price"))
+    frame = spark.read.option("header", True).option("sep", mapping.delimiter).option("mode", "PERMISSIVE").csv(str(path))
+    if mapping.item_id not in frame.columns:
+        raise ValueError(f"items_input {path} lacks the item id column {mapping.item_id!r} (columns: {frame.columns})")
+    raw = {"category": mapping.category, "brand": mapping.brand}
+    cols = [F.col(raw[f]).cast("string") if raw[f] in frame.columns else F.lit(None).cast("string") for f in ("category", "brand")]
+    price = (F.expr(f"try_cast(`{mapping.price}` AS double)") if mapping.price in frame.columns
+             else F.lit(None).cast("double"))
+    side = frame.select(F.col(mapping.item_id).cast("string").alias("item_id"), cols[0].alias("category"),
+                        cols[1].alias("brand"), price.alias("price"))
     # one row per item, the same one every run: the smallest (category, brand, price)
     first = F.min(F.struct("category", "brand", "price")).alias("s")
     one = side.where("item_id IS NOT NULL").groupBy("item_id").agg(first).select("item_id", "s.*")

@@ -21,10 +21,11 @@ from pathlib import Path
 
 from recsys.config import PipelineConfig
 from recsys.evaluate import EvaluateResult, metrics_table, pick_champion, score_model, write_metrics
-from recsys.graph import GraphResult, build_graph
-from recsys.holdout import HoldoutResult, build_holdout, load_holdout
+from recsys.graph import GraphResult, ValidationSplit, build_graph
+from recsys.holdout import HoldoutResult, build_holdout, build_validation, load_holdout
 from recsys.ingest import IngestResult, ingest
 from recsys.lake import Lake, LakeLock, RunPaths, remove_leftovers, write_json_atomic, write_text_atomic
+from recsys.models import WITH_CURVES
 from recsys.models.base import TrainingInputs
 from recsys.publish import PublishResult, item_to_item_table, publish_item_to_item
 from recsys.report import write_report
@@ -87,10 +88,12 @@ def stage_inputs(config: PipelineConfig, plan: RunPlan, stage: str) -> list[Path
     """The files and folders a stage reads: what its cache key fingerprints."""
     lake, run = Lake(config.lake), plan.paths
     window_days = [lake.events / f"event_date={d}" for d in _days(plan.train_from, plan.run_date)]
+    # the train stage also builds the validation pairs, from sessions of the last training days
+    validation_days = [lake.events / f"event_date={d}" for d in _days(plan.train_from, plan.train_until)][-config.evaluate.validation_days:]
     return {
         "graph": window_days + [lake.items],
         "walks": [run.graph],
-        "train": [run.graph, run.walks],
+        "train": [run.graph, run.walks] + (validation_days if _wants_curves(config) else []),
         "evaluate": window_days + [run.graph, run.root / "models"],
         "publish": [run.graph, run.root / "models", run.metrics],
     }[stage]
@@ -148,7 +151,7 @@ def _record(plan: RunPlan, stage: str, result: object) -> None:
 
 def _recorded(plan: RunPlan) -> dict[str, dict]:
     folder = plan.paths.root / "stages"
-    order = ["ingest", "graph", "walks", "train", "holdout"]
+    order = ["ingest", "graph", "walks", "validation", "train", "holdout"]
     found = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")} if folder.exists() else {}
     return {k: _flat(found[k]) for k in order if k in found}
 
@@ -163,8 +166,22 @@ def run_ingest(config: PipelineConfig, now: dt.datetime | None = None) -> Ingest
     return ingest(spark_session(config.spark), config.ingest, Lake(config.lake), now)
 
 
+def _wants_curves(config: PipelineConfig) -> bool:
+    return config.evaluate.validation_share > 0 and any(m in WITH_CURVES for m in config.train.models)
+
+
+def validation_split(config: PipelineConfig, plan: RunPlan) -> ValidationSplit | None:
+    """The sessions held out of training for learning curves: None unless a PyTorch model is listed."""
+    if not _wants_curves(config):
+        return None
+    window = plan.window
+    first = max(window.train_from, window.train_until - dt.timedelta(days=config.evaluate.validation_days - 1))
+    return ValidationSplit(first, window.train_until, config.evaluate.validation_share, config.seed)
+
+
 def run_graph(config: PipelineConfig, plan: RunPlan) -> GraphResult:
-    result = build_graph(spark_session(config.spark), config.graph, Lake(config.lake), plan.window, plan.paths.graph)
+    result = build_graph(spark_session(config.spark), config.graph, Lake(config.lake), plan.window, plan.paths.graph,
+                         validation_split(config, plan))
     _record(plan, "graph", result)
     return result
 
@@ -179,14 +196,22 @@ def run_walks(config: PipelineConfig, plan: RunPlan) -> WalksResult:
 
 
 def training_inputs(config: PipelineConfig, plan: RunPlan) -> TrainingInputs:
+    validation = plan.paths.root / "validation"
     return TrainingInputs(graph_dir=plan.paths.graph, walks_dir=plan.paths.walks, work_dir=plan.paths.root / "work",
-                          seed=config.seed, threads=training_threads(config.train))
+                          seed=config.seed, threads=training_threads(config.train),
+                          validation_dir=validation if _wants_curves(config) else None)
 
 
 def run_train(config: PipelineConfig, plan: RunPlan) -> TrainResult:
     log.info("train: models %s from the walks at %s and the graph at %s", ", ".join(config.train.models),
              plan.paths.walks, plan.paths.graph)
-    result = train_models(config.train, training_inputs(config, plan), plan.paths.root / "models")
+    inputs = training_inputs(config, plan)
+    split = validation_split(config, plan)
+    if split is not None:
+        _record(plan, "validation", build_validation(
+            spark_session(config.spark), Lake(config.lake), plan.window, config.graph, split,
+            config.evaluate.validation_pairs, inputs.catalog, config.seed, inputs.validation_dir))
+    result = train_models(config.train, inputs, plan.paths.root / "models")
     shutil.rmtree(plan.paths.root / "work", ignore_errors=True)
     _record(plan, "train", result)
     return result
@@ -195,23 +220,25 @@ def run_train(config: PipelineConfig, plan: RunPlan) -> TrainResult:
 def run_evaluate(config: PipelineConfig, plan: RunPlan) -> EvaluateResult:
     inputs = training_inputs(config, plan)
     holdout_result: HoldoutResult = build_holdout(
-        spark_session(config.spark), Lake(config.lake), plan.window, config.graph, config.evaluate, inputs.table,
+        spark_session(config.spark), Lake(config.lake), plan.window, config.graph, config.evaluate, inputs.catalog,
         config.seed, plan.paths.holdout)
     _record(plan, "holdout", holdout_result)
     holdout = load_holdout(plan.paths.holdout)
     trained = {m["name"]: m for m in json.loads((plan.paths.root / "stages" / "train.json").read_text())["models"]}
-    scores = []
+    scores, curves = [], {}
     for name in config.train.models:
         model = load_model(name, Path(trained[name]["path"]), inputs)
         scores.append(score_model(model, holdout, config.evaluate.k))
-        log.info("evaluate: %s AUC %.4f (seen %.4f), HitRate@%d %.4f", name, scores[-1].auc, scores[-1].auc_seen,
-                 config.evaluate.k, scores[-1].hit_rate)
+        curves[name] = getattr(model, "meta", {}).get("curve")
+        log.info("evaluate: %s AUC %.4f (seen %.4f, cold %.4f), HitRate@%d %.4f", name, scores[-1].auc,
+                 scores[-1].auc_seen, scores[-1].auc_cold, config.evaluate.k, scores[-1].hit_rate)
     context = {"run_id": plan.run_id, "dataset": config.dataset, "seed": config.seed, "train_from": plan.train_from,
                "train_until": plan.train_until, "test_from": plan.test_from, "test_until": plan.run_date}
     metrics = metrics_table(scores, holdout, context, config.evaluate.k, {n: m["seconds"] for n, m in trained.items()})
     write_metrics(metrics, plan.paths.metrics)
     champion = pick_champion(metrics, config.publish.champion_metric)
-    write_report(plan.paths.report, metrics, scores, context, champion, config.publish.champion_metric, _recorded(plan))
+    write_report(plan.paths.report, metrics, scores, context, champion, config.publish.champion_metric, _recorded(plan),
+                 {n: c for n, c in curves.items() if c})
     log.info("evaluate: champion by %s is %s; metrics at %s, report at %s", config.publish.champion_metric,
              champion, plan.paths.metrics, plan.paths.report)
     return EvaluateResult(str(plan.paths.metrics), str(plan.paths.report), champion, tuple(metrics.to_pylist()))
@@ -222,10 +249,10 @@ def run_publish(config: PipelineConfig, plan: RunPlan, evaluation: EvaluateResul
     champion = evaluation.champion
     log.info("publish: top-%d of %s from %s", config.publish.top_n, champion, plan.paths.model(champion))
     model = load_model(champion, plan.paths.model(champion), inputs)
-    recs = item_to_item_table(model, inputs.table, config.publish.top_n, plan.run_id)
+    recs = item_to_item_table(model, inputs.catalog, config.publish.top_n, plan.run_id)
     row = next(r for r in evaluation.rows if r["model"] == champion)
     # NaN (e.g. no seen pairs) is not valid JSON for the services that read _LATEST: write null
-    headline = {m: (None if math.isnan(row[m]) else row[m]) for m in ("auc", "auc_seen", "hit_rate")}
+    headline = {m: (None if math.isnan(row[m]) else row[m]) for m in ("auc", "auc_seen", "auc_cold", "hit_rate")}
     result = publish_item_to_item(Lake(config.lake), recs, plan.run_date, plan.run_id, champion, headline,
                                   config.publish.champion_metric, config.publish.tolerance, config.publish.retention)
     _append_publication(plan, result)

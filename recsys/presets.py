@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from recsys.config import ColumnMapping
+from recsys.config import ColumnMapping, ItemsMapping
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 
@@ -65,4 +65,10 @@ PRESETS: dict[str, ColumnMapping] = {
         brand="brand",
         price="price",
     ),
+}
+
+# Items files whose layout differs from item_id,category,brand,price, by the preset of their log.
+ITEMS_PRESETS: dict[str, ItemsMapping] = {
+    # Diginetica's product-categories.csv: itemId;categoryId
+    "diginetica": ItemsMapping(delimiter=";", item_id="itemId", category="categoryId", brand=None, price=None),
 }

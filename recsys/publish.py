@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 
 from recsys.faults import pause_point
 from recsys.lake import Lake, remove_dir, temporary_sibling, write_json_atomic
+from recsys.catalog import Catalog
 from recsys.models.base import ItemModel
-from recsys.transition import TransitionTable
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +73,18 @@ def gate(previous: dict | None, headline: dict[str, float | None], metric: str, 
     return ""
 
 
-def item_to_item_table(model: ItemModel, table: TransitionTable, n: int, run_id: str) -> pa.Table:
-    """Top-``n`` rows per item that has neighbours, ordered by item id and rank."""
+def item_to_item_table(model: ItemModel, catalog: Catalog, n: int, run_id: str) -> pa.Table:
+    """Top-``n`` rows per item that has neighbours, ordered by item id and rank.
+
+    The items are those the model knows: graph nodes, and for side-information models also cold
+    items (which get neighbours but are never recommended).
+    """
     parts = []
-    ids = np.asarray(table.item_ids, dtype=object)
-    for lo in range(0, table.n_nodes, BLOCK_ITEMS):
-        nodes = np.arange(lo, min(lo + BLOCK_ITEMS, table.n_nodes))
+    ids = np.asarray(catalog.item_ids, dtype=object)
+    known = model.known_items()
+    anchors = known[np.argsort(ids[known].astype(str), kind="stable")]
+    for lo in range(0, len(anchors), BLOCK_ITEMS):
+        nodes = anchors[lo:lo + BLOCK_ITEMS]
         neighbours, scores = model.similar(nodes, n)  # (block, n)
         row, rank = np.nonzero(neighbours >= 0)
         parts.append(pa.table({

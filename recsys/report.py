@@ -1,5 +1,6 @@
-"""The run report: a Markdown page with the metrics table, the window and seed, and one
-precision-recall plot per model, so every figure says which data, split and seed produced it."""
+"""The run report: a Markdown page with the metrics table, the window and seed, one precision-recall
+plot per model and the PyTorch models' learning curves (validation AUC-ROC per epoch), so every
+figure says which data, split and seed produced it."""
 
 from __future__ import annotations
 
@@ -30,16 +31,52 @@ def plot_precision_recall(scores: ModelScores, title: str, path: Path) -> Path:
     return path
 
 
+def plot_learning_curves(curves: dict[str, list[dict]], title: str, path: Path) -> Path:
+    """Validation AUC-ROC (and training loss) after each epoch, one line per model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, (auc_ax, loss_ax) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100)
+    any_auc = False
+    for name, curve in curves.items():
+        epochs = [r["epoch"] for r in curve]
+        aucs = [r["validation_auc"] for r in curve]
+        if any(a is not None for a in aucs):
+            any_auc = True
+            auc_ax.plot(epochs, [math.nan if a is None else a for a in aucs], marker="o", lw=1.5, label=name)
+        loss_ax.plot(epochs, [r["loss"] for r in curve], marker="o", lw=1.5, label=name)
+    if not any_auc:
+        auc_ax.text(0.5, 0.5, "no validation pairs", ha="center", va="center", transform=auc_ax.transAxes)
+    longest = max((len(c) for c in curves.values()), default=1)
+    for ax, label in ((auc_ax, "validation AUC-ROC"), (loss_ax, "training loss")):
+        ax.set(xlabel="epoch", ylabel=label)
+        ax.set_xticks(range(1, longest + 1))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def curves_markdown(curves: dict[str, list[dict]]) -> list[str]:
+    lines = ["| model | " + " | ".join(f"epoch {r['epoch']}" for r in max(curves.values(), key=len)) + " |",
+             "|---|" + "---:|" * max(len(c) for c in curves.values())]
+    for name, curve in curves.items():
+        lines.append(f"| {name} | " + " | ".join(f"{_fmt(r['validation_auc'])} (loss {r['loss']:.3f})" for r in curve) + " |")
+    return lines
+
+
 def _fmt(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
 def metrics_markdown(metrics: pa.Table) -> str:
     k = metrics.column("k")[0].as_py()
-    lines = [f"| model | AUC-ROC (all) | AUC-ROC (seen) | HitRate@{k} | train s |", "|---|---:|---:|---:|---:|"]
+    lines = [f"| model | AUC-ROC (all) | AUC-ROC (seen) | AUC-ROC (cold) | HitRate@{k} | train s |",
+             "|---|---:|---:|---:|---:|---:|"]
     for row in metrics.to_pylist():
-        lines.append(f"| {row['model']} | {_fmt(row['auc'])} | {_fmt(row['auc_seen'])} | {_fmt(row['hit_rate'])} "
-                     f"| {row['train_seconds']:.1f} |")
+        lines.append(f"| {row['model']} | {_fmt(row['auc'])} | {_fmt(row['auc_seen'])} | {_fmt(row['auc_cold'])} "
+                     f"| {_fmt(row['hit_rate'])} | {row['train_seconds']:.1f} |")
     return "\n".join(lines)
 
 
@@ -53,7 +90,8 @@ def comparison_lines(metrics: pa.Table) -> list[str]:
         for base in BASELINES:
             if base not in rows:
                 continue
-            for metric, label in (("auc", "AUC-ROC"), ("auc_seen", "AUC-ROC (seen)"), ("hit_rate", "HitRate")):
+            for metric, label in (("auc", "AUC-ROC"), ("auc_seen", "AUC-ROC (seen)"), ("auc_cold", "AUC-ROC (cold)"),
+                                  ("hit_rate", "HitRate")):
                 mine, theirs = row[metric], rows[base][metric]
                 if any(v is None or math.isnan(v) for v in (mine, theirs)):
                     continue
@@ -63,7 +101,7 @@ def comparison_lines(metrics: pa.Table) -> list[str]:
 
 
 def write_report(path: Path, metrics: pa.Table, scores: list[ModelScores], context: dict, champion: str,
-                 metric: str, stage_counts: dict[str, dict]) -> Path:
+                 metric: str, stage_counts: dict[str, dict], curves: dict[str, list[dict]] | None = None) -> Path:
     plots = path.parent / "plots"
     split = (f"train {context['train_from']}..{context['train_until']}, "
              f"test {context['test_from']}..{context['test_until']}")
@@ -72,7 +110,9 @@ def write_report(path: Path, metrics: pa.Table, scores: list[ModelScores], conte
         "",
         f"- dataset: **{context['dataset']}**; split: {split} (UTC event days); seed: {context['seed']}",
         f"- holdout: {metrics.column('positives')[0].as_py()} co-occurring test-day pairs "
-        f"({metrics.column('positives_seen')[0].as_py()} with both items seen in training) and as many sampled non-pairs",
+        f"({metrics.column('positives_seen')[0].as_py()} with both items seen in training, "
+        f"{metrics.column('positives_cold')[0].as_py()} cold: an item known only by its side information) "
+        "and as many sampled non-pairs",
         f"- champion by `{metric}`: **{champion}**",
         "",
         "## Item-to-item metrics",
@@ -81,12 +121,14 @@ def write_report(path: Path, metrics: pa.Table, scores: list[ModelScores], conte
         "",
         *comparison_lines(metrics),
         "",
-        "Unseen items score 0.0 (AUC) and count as misses (HitRate).",
+        "An item a model has no vector for scores 0.0 (AUC) and counts as a miss (HitRate); "
+        "so id-only models score 0.5 on the cold split.",
         "",
         "## Stages",
         "",
         *[f"- {stage}: " + ", ".join(f"{k}={v}" for k, v in counts.items()) for stage, counts in stage_counts.items()],
         "",
+        *_learning_curves_section(curves or {}, context, path.parent / "plots"),
         "## Precision-recall",
         "",
     ]
@@ -95,3 +137,15 @@ def write_report(path: Path, metrics: pa.Table, scores: list[ModelScores], conte
         png = plot_precision_recall(s, title, plots / f"pr_{s.name}.png")
         lines.append(f"![precision-recall {s.name}](plots/{png.name})")
     return write_text_atomic("\n".join(lines) + "\n", path)
+
+
+def _learning_curves_section(curves: dict[str, list[dict]], context: dict, plots: Path) -> list[str]:
+    if not curves:
+        return []
+    title = (f"{context['dataset']}, seed {context['seed']}; validation: held-out sessions of the last training days "
+             f"(train {context['train_from']}..{context['train_until']})")
+    png = plot_learning_curves(curves, title, plots / "learning_curves.png")
+    return ["## Learning curves", "",
+            "Validation AUC-ROC after each epoch, on pairs from whole sessions held out of the training days "
+            "(never a test day), and the epoch's mean training loss.", "",
+            *curves_markdown(curves), "", f"![learning curves](plots/{png.name})", ""]

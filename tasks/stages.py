@@ -96,12 +96,17 @@ def train_task(config: PipelineConfig, plan: RunPlan) -> TrainResult:
     return result
 
 
+def _json_number(value: Any) -> Any:
+    """NaN (a split without pairs) is not JSON: the artifact shows it as empty."""
+    return None if isinstance(value, float) and value != value else value
+
+
 @task(name="evaluate", **_cached("evaluate"))
 def evaluate_task(config: PipelineConfig, plan: RunPlan) -> EvaluateResult:
     result = pipeline.run_evaluate(config, plan)
-    columns = ["model", "auc", "auc_seen", "hit_rate", "k", "positives", "train_seconds", "dataset", "seed"]
+    columns = ["model", "auc", "auc_seen", "auc_cold", "hit_rate", "k", "positives", "train_seconds", "dataset", "seed"]
     create_table_artifact(
-        key="item-to-item-metrics", table=[{c: row[c] for c in columns} for row in result.rows],
+        key="item-to-item-metrics", table=[{c: _json_number(row[c]) for c in columns} for row in result.rows],
         description=f"Item-to-item metrics of run {plan.run_id} ({config.dataset}; train {plan.train_from}.."
                     f"{plan.train_until}, test {plan.test_from}..{plan.run_date}; seed {config.seed}); "
                     f"champion {result.champion}")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from recsys.catalog import CATALOG_FILE, Catalog, build_catalog
 from recsys.transition import TransitionTable, load_item_stats
 
 FALLBACK_SCORE = 0.0
@@ -30,6 +31,7 @@ class TrainingInputs:
     work_dir: Path  # scratch space of this run (e.g. a text corpus for gensim)
     seed: int
     threads: int
+    validation_dir: Path | None = None  # validation pairs for learning curves (``recsys.holdout``), if any
 
     @cached_property
     def table(self) -> TransitionTable:
@@ -39,9 +41,20 @@ class TrainingInputs:
     def item_stats(self) -> pa.Table:
         return load_item_stats(self.graph_dir)
 
+    @cached_property
+    def catalog(self) -> Catalog:
+        """Graph nodes, then cold items with side information (``recsys.catalog``)."""
+        if (self.graph_dir / CATALOG_FILE).exists():
+            return Catalog.load(self.graph_dir)
+        return build_catalog(self.table, None)
+
 
 class ItemModel(ABC):
     name: str
+
+    @abstractmethod
+    def known_items(self) -> np.ndarray:
+        """Catalogue indices this model can recommend for (the anchors of its published rows)."""
 
     @abstractmethod
     def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -60,6 +73,11 @@ class ItemModel(ABC):
     @classmethod
     @abstractmethod
     def load(cls, folder: Path, inputs: TrainingInputs) -> "ItemModel": ...
+
+
+def known_pairs(a: np.ndarray, b: np.ndarray, n_known: int) -> np.ndarray:
+    """Pairs whose two indices are both among the first ``n_known`` (the items a model knows)."""
+    return (a >= 0) & (b >= 0) & (a < n_known) & (b < n_known)
 
 
 def top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,13 @@
-"""Item vectors -> item-to-item scores by cosine similarity, shared by every embedding model.
+"""Item vectors -> item-to-item scores, shared by every embedding model.
 
-Scoring rule: ``score(a, b) = cos(v_a, v_b)``; an item without a vector scores the fallback 0.0
-(what two unrelated vectors score) and gets no neighbours. Top-N search multiplies one block of
-items at a time against all vectors, so memory is O(block x items), never items x items.
+Two scoring rules. ``cosine``: ``score(a, b) = cos(v_a, v_b)`` (word2vec and the skip-gram models).
+``dot``: ``score(a, b) = left_a . right_b`` with ``left``/``right`` built so that the score is the
+symmetric logit of matrix factorisation with biases (``recsys.models.mf``). An item without a vector
+scores the fallback 0.0 (what two unrelated vectors score) and gets no neighbours. Only items in
+``recommendable`` are ever recommended (a side-information model gives cold items a vector, so they
+get neighbours, but never recommends an item nobody interacted with). Top-N search multiplies one
+block of items at a time against the recommendable vectors, so memory is O(block x items), never
+items x items.
 """
 
 from __future__ import annotations
@@ -16,50 +21,72 @@ from recsys.models.base import FALLBACK_SCORE, ItemModel, TrainingInputs, read_m
 BLOCK_CELLS = 1 << 22  # ~16 MB of float32 scores per block
 
 
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.where(norms > 0, vectors / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
 
 
 class EmbeddingModel(ItemModel):
     def __init__(self, name: str, vectors: np.ndarray, has_vector: np.ndarray, meta: dict | None = None,
-                 normalized: bool = False):
+                 normalized: bool = False, right: np.ndarray | None = None, recommendable: np.ndarray | None = None):
+        """``right`` given: dot scoring of ``vectors`` (left) with ``right``; else cosine of ``vectors``."""
         self.name = name
-        self.has_vector = has_vector.astype(bool)  # (n_nodes,)
-        self.unit = vectors.astype(np.float32) if normalized else _unit_rows(vectors)  # (n_nodes, d)
+        self.has_vector = has_vector.astype(bool)  # (n_items,)
+        self.left = vectors.astype(np.float32) if (normalized or right is not None) else unit_rows(vectors)
+        self.right = self.left if right is None else right.astype(np.float32)
+        self.recommendable = self.has_vector if recommendable is None else recommendable.astype(bool) & self.has_vector
         self.meta = meta or {}
 
+    @property
+    def scoring(self) -> str:
+        return "cosine" if self.right is self.left else "dot"
+
+    def known_items(self) -> np.ndarray:
+        return np.flatnonzero(self.has_vector)
+
     def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        known = (a >= 0) & (b >= 0)
+        n = len(self.has_vector)
+        known = (a >= 0) & (b >= 0) & (a < n) & (b < n)
         known[known] = self.has_vector[a[known]] & self.has_vector[b[known]]
         scores = np.full(len(a), FALLBACK_SCORE, dtype=np.float32)
-        scores[known] = np.einsum("ij,ij->i", self.unit[a[known]], self.unit[b[known]])
+        scores[known] = np.einsum("ij,ij->i", self.left[a[known]], self.right[b[known]])
         return scores
 
     def similar(self, nodes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        n_items = len(self.unit)
-        block = max(1, BLOCK_CELLS // max(n_items, 1))
+        candidates = np.flatnonzero(self.recommendable)
+        right = self.right[candidates]
+        block = max(1, BLOCK_CELLS // max(len(candidates), 1))
         out_idx = np.full((len(nodes), n), -1, dtype=np.int64)
         out_val = np.zeros((len(nodes), n), dtype=np.float32)
-        for lo in range(0, len(nodes), block):
-            chunk = nodes[lo:lo + block]
-            scores = self.unit[chunk] @ self.unit.T  # (block, n_items)
-            scores[:, ~self.has_vector] = -np.inf
-            scores[np.arange(len(chunk)), chunk] = -np.inf
+        in_range = (nodes >= 0) & (nodes < len(self.has_vector))
+        asked = np.flatnonzero(in_range)
+        asked = asked[self.has_vector[nodes[asked]]]
+        for lo in range(0, len(asked), block):
+            rows = asked[lo:lo + block]
+            chunk = nodes[rows]
+            scores = self.left[chunk] @ right.T  # (block, candidates)
+            own = np.searchsorted(candidates, chunk)
+            is_candidate = (own < len(candidates)) & (candidates[np.minimum(own, len(candidates) - 1)] == chunk)
+            scores[np.flatnonzero(is_candidate), own[is_candidate]] = -np.inf
             idx, val = top_n_rows(scores, n)
-            no_vector = ~self.has_vector[chunk]
-            idx[no_vector], val[no_vector] = -1, 0.0
-            out_idx[lo:lo + block], out_val[lo:lo + block] = idx, val
+            out_idx[rows] = np.where(idx >= 0, candidates[np.maximum(idx, 0)], -1)
+            out_val[rows] = val
         return out_idx, out_val
 
     def save(self, folder: Path) -> None:
-        write_meta(folder, name=self.name, **self.meta)
-        np.save(folder / "vectors.npy", self.unit)
+        write_meta(folder, name=self.name, scoring=self.scoring, **self.meta)
+        np.save(folder / "vectors.npy", self.left)
+        if self.scoring == "dot":
+            np.save(folder / "right.npy", self.right)
         np.save(folder / "has_vector.npy", self.has_vector)
+        np.save(folder / "recommendable.npy", self.recommendable)
 
     @classmethod
     def load(cls, folder: Path, inputs: TrainingInputs) -> "EmbeddingModel":
         meta = read_meta(folder)
-        name = meta.pop("name")
+        name, scoring = meta.pop("name"), meta.pop("scoring", "cosine")
+        right = np.load(folder / "right.npy", allow_pickle=False) if scoring == "dot" else None
+        recommendable = folder / "recommendable.npy"
         return cls(name, np.load(folder / "vectors.npy", allow_pickle=False),
-                   np.load(folder / "has_vector.npy", allow_pickle=False), meta, normalized=True)
+                   np.load(folder / "has_vector.npy", allow_pickle=False), meta, normalized=True, right=right,
+                   recommendable=np.load(recommendable, allow_pickle=False) if recommendable.exists() else None)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.config import TrainConfig
-from recsys.models.base import FALLBACK_SCORE, ItemModel, TrainingInputs, top_n_rows, write_meta
+from recsys.models.base import FALLBACK_SCORE, ItemModel, TrainingInputs, known_pairs, top_n_rows, write_meta
 from recsys.transition import TransitionTable
 
 
@@ -32,17 +32,22 @@ class ItemKNNModel(ItemModel):
 
     def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         scores = np.full(len(a), FALLBACK_SCORE, dtype=np.float32)
-        for i in np.flatnonzero((a >= 0) & (b >= 0)):
+        for i in np.flatnonzero(known_pairs(a, b, len(self.indptr) - 1)):
             lo, hi = self.indptr[a[i]], self.indptr[a[i] + 1]
             pos = lo + np.searchsorted(self.indices[lo:hi], b[i])
             if pos < hi and self.indices[pos] == b[i]:
                 scores[i] = self.cosine[pos]
         return scores
 
+    def known_items(self) -> np.ndarray:
+        return np.flatnonzero(np.diff(self.indptr) > 0)
+
     def similar(self, nodes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         out_idx = np.full((len(nodes), n), -1, dtype=np.int64)
         out_val = np.zeros((len(nodes), n), dtype=np.float32)
         for row, node in enumerate(nodes):
+            if node < 0 or node >= len(self.indptr) - 1:
+                continue
             lo, hi = self.indptr[node], self.indptr[node + 1]
             if hi > lo:
                 idx, val = top_n_rows(self.cosine[None, lo:hi], n)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.config import TrainConfig
-from recsys.models.base import FALLBACK_SCORE, ItemModel, TrainingInputs, top_n_rows, write_meta
+from recsys.models.base import FALLBACK_SCORE, ItemModel, TrainingInputs, known_pairs, top_n_rows, write_meta
 
 
 class PopularModel(ItemModel):
@@ -26,9 +26,12 @@ class PopularModel(ItemModel):
 
     def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         scores = np.full(len(b), FALLBACK_SCORE, dtype=np.float32)
-        known = (a >= 0) & (b >= 0)
+        known = known_pairs(a, b, len(self.popularity))
         scores[known] = self.popularity[b[known]]
         return scores
+
+    def known_items(self) -> np.ndarray:
+        return np.arange(len(self.popularity))
 
     def similar(self, nodes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         top_idx, top_val = top_n_rows(self.popularity[None, :], n + 1)
@@ -37,7 +40,10 @@ class PopularModel(ItemModel):
         keep = idx != nodes[:, None]
         # drop the node itself where it is among the top n+1, else the (n+1)-th
         keep[keep.sum(axis=1) > n, -1] = False
-        return idx[keep].reshape(len(nodes), n), val[keep].reshape(len(nodes), n)
+        idx, val = idx[keep].reshape(len(nodes), n), val[keep].reshape(len(nodes), n)
+        unknown = (nodes < 0) | (nodes >= len(self.popularity))  # an item never seen gets no neighbours
+        idx[unknown], val[unknown] = -1, 0.0
+        return idx, val
 
     def save(self, folder: Path) -> None:
         write_meta(folder, name=self.name)

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from recsys.config import PipelineConfig
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import DATASETS, PROJECT_ROOT
 
 
 def test_defaults_run_on_the_sample():
@@ -81,8 +81,32 @@ def test_late_row_limit_shorter_than_the_window_fails_early():
 
 def test_items_input_without_item_id_fails_early(tmp_path):
     (tmp_path / "items.csv").write_text("sku,category\n1,a\n")
-    with pytest.raises(ValidationError, match="no item_id column"):
+    with pytest.raises(ValidationError, match=r"no column\(s\) \['item_id'\]"):
         PipelineConfig.model_validate({"ingest": {"items_input": str(tmp_path / "items.csv")}})
+
+
+def test_items_mapping_names_the_columns_of_another_layout(tmp_path):
+    (tmp_path / "items.csv").write_text("sku;group\n1;a\n")
+    mapping = {"delimiter": ";", "item_id": "sku", "category": "group", "brand": None, "price": None}
+    config = PipelineConfig.model_validate({"ingest": {"items_input": str(tmp_path / "items.csv"), "items_mapping": mapping}})
+    assert config.ingest.items_columns().category == "group"
+    with pytest.raises(ValidationError, match=r"no column\(s\) \['colour'\]"):
+        PipelineConfig.model_validate({"ingest": {"items_input": str(tmp_path / "items.csv"),
+                                                  "items_mapping": {**mapping, "brand": "colour"}}})
+
+
+def test_diginetica_preset_reads_its_items_file():
+    items = DATASETS / "diginetica" / "product-categories.csv"
+    if not items.exists():
+        pytest.skip(f"real dataset not present: {items}")
+    config = PipelineConfig.model_validate({"dataset": "diginetica", "ingest": {
+        "preset": "diginetica", "input": str(DATASETS / "diginetica" / "sample_train-item-views.csv"), "items_input": str(items)}})
+    assert config.ingest.items_columns().item_id == "itemId"
+
+
+def test_batch_must_hold_whole_groups_of_shared_negatives():
+    with pytest.raises(ValidationError, match="multiple of negatives_shared_by"):
+        PipelineConfig.model_validate({"train": {"skipgram": {"batch_size": 100, "negatives_shared_by": 8}}})
 
 
 def test_each_dataset_gets_its_own_default_lake():
@@ -96,7 +120,7 @@ def test_readers_and_models_do_not_load_pyspark():
     import sys
 
     code = ("import sys, recsys.publish, recsys.evaluate, recsys.models.word2vec, recsys.models.item_knn, "
-            "recsys.models.popular; print('pyspark' in sys.modules)")
+            "recsys.models.popular, recsys.models.skipgram, recsys.models.side_info, recsys.models.mf, recsys.catalog; print('pyspark' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -65,7 +65,7 @@ def test_word2vec_separates_two_cliques_and_is_deterministic(tmp_path):
     model = model_class("word2vec").fit(inputs, config)
     again = model_class("word2vec").fit(inputs, config)
 
-    assert np.array_equal(model.unit, again.unit)  # one thread + seed -> identical vectors
+    assert np.array_equal(model.left, again.left)  # one thread + seed -> identical vectors
     idx, _ = model.similar(np.arange(12), 5)
     same_clique = (idx // 6) == (np.arange(12) // 6)[:, None]
     assert same_clique.mean() > 0.9
@@ -87,7 +87,7 @@ def test_embedding_model_round_trips_without_pickle(tmp_path):
     model = EmbeddingModel("x", vectors, np.array([1, 1, 0, 1, 1], bool))
     model.save(tmp_path / "m")
     loaded = EmbeddingModel.load(tmp_path / "m", None)
-    assert np.array_equal(loaded.unit, model.unit) and loaded.name == "x"
+    assert np.array_equal(loaded.left, model.left) and loaded.name == "x"
     idx, _ = loaded.similar(np.array([2, 0]), 4)
     assert (idx[0] == -1).all() and 2 not in idx[1] and 0 not in idx[1]
 
