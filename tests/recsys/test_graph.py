@@ -7,6 +7,7 @@ import datetime as dt
 import networkx as nx
 import numpy as np
 import pytest
+from pyspark.sql import functions as F
 
 from recsys.config import GraphConfig, IngestConfig, WindowConfig
 from recsys.graph import build_graph, session_pairs, summed_edges
@@ -103,3 +104,24 @@ def test_edge_weights_are_exact_whatever_the_partitioning(spark):
         return sorted(tuple(r) for r in summed_edges(session_pairs(frame, config), 0).collect())
 
     assert edges(events.repartition(1)) == edges(events.repartition(7, "item_id")) == edges(events.repartition(3))
+
+
+def test_validation_split_holds_out_whole_sessions_of_the_last_days(spark):
+    from recsys.graph import ValidationSplit
+
+    day = dt.date(2024, 3, 5)
+    rows = []
+    for n in range(400):
+        first = day - dt.timedelta(days=1) if n % 2 else day  # odd sessions start the day before
+        rows += [(f"s{n}", f"i{n % 7}", "view", dt.datetime.combine(first, dt.time(23, 50), dt.timezone.utc)),
+                 (f"s{n}", f"i{(n + 1) % 7}", "view", dt.datetime.combine(day, dt.time(0, 5), dt.timezone.utc))]
+    rows += [("early", "i1", "view", dt.datetime(2024, 3, 1, 10, tzinfo=dt.timezone.utc))]
+    events = _events(spark, rows).withColumn("event_date", F.to_date("event_time"))
+    split = ValidationSplit(day, day, 0.25, seed=3)
+    held = {r["session_id"] for r in split.only(events).select("session_id").distinct().collect()}
+    kept = split.without(events)
+    assert 60 < len(held) < 140 and "early" not in held  # about a quarter of the sessions with an event that day
+    assert not held & {r["session_id"] for r in kept.select("session_id").distinct().collect()}
+    assert kept.count() + split.only(events).count() == events.count()  # whole sessions, both days
+    again = ValidationSplit(day, day, 0.25, seed=3)
+    assert held == {r["session_id"] for r in again.only(events).select("session_id").distinct().collect()}

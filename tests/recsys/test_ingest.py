@@ -163,11 +163,15 @@ def test_taobao_preset_quarantines_stray_rows(spark, tmp_path):
 @pytest.mark.slow
 def test_diginetica_and_rees46_presets(spark, tmp_path):
     digi = ingest(spark, IngestConfig(input=dataset(DATASETS / "diginetica" / "sample_train-item-views.csv"),
-                                      items_input=None, preset="diginetica"), Lake(tmp_path / "d"))
+                                      items_input=dataset(DATASETS / "diginetica" / "product-categories.csv"),
+                                      preset="diginetica"), Lake(tmp_path / "d"))
     rees = ingest(spark, IngestConfig(input=dataset(DATASETS / "rees46" / "2019-Oct-sample.csv"),
                                       items_input=None, preset="rees46"), Lake(tmp_path / "r"))
     assert digi.rows_read == _data_lines(DATASETS / "diginetica" / "sample_train-item-views.csv") and digi.balanced
     assert digi.rows_accepted > 12000
+    categories = read_parquet_dir(Lake(tmp_path / "d").items)  # itemId;categoryId through the preset's items layout
+    assert categories.num_rows == _data_lines(DATASETS / "diginetica" / "product-categories.csv")
+    assert categories.column("category").null_count == 0 and categories.column("brand").null_count == categories.num_rows
     assert rees.rows_read == _data_lines(DATASETS / "rees46" / "2019-Oct-sample.csv") == 1000 and rees.balanced
     assert rees.rows_accepted > 950
     items = read_parquet_dir(Lake(tmp_path / "r").items)

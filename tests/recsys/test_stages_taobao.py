@@ -1,4 +1,6 @@
-"""Every stage once on the real Taobao log (small walk and training settings to keep CI fast)."""
+"""Every stage once on the real Taobao log, every registered model included (small walk and training
+settings to keep CI fast). Category is the side information; the test day's items that never
+appeared in training but have a category form the cold split."""
 
 from __future__ import annotations
 
@@ -13,9 +15,14 @@ from recsys.config import PipelineConfig
 from recsys.publish import read_latest
 from recsys.transition import TransitionTable
 from recsys.lake import read_walks
+from recsys.models import WITH_CURVES
+from recsys.pipeline import training_inputs
 from tests.conftest import TAOBAO, dataset
 
 pytestmark = pytest.mark.slow
+
+MODELS = ("word2vec", "skipgram", "side_info_avg", "eges", "mf_pairs", "mf_walks", "popular", "item_knn")
+SMALL = {"epochs": 2, "vector_size": 32}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +32,8 @@ def run(spark, tmp_path_factory):
         "lake": str(lake), "dataset": "taobao",
         "ingest": {"preset": "taobao", "input": str(dataset(TAOBAO)), "items_input": None},
         "walks": {"walks_per_node": 2, "walk_length": 10},
-        "train": {"word2vec": {"epochs": 2, "vector_size": 32}},
+        "train": {"models": list(MODELS), "word2vec": {"epochs": 2, "vector_size": 32},
+                  **{block: SMALL for block in ("skipgram", "side_info", "mf")}},
     })
     ingested = pipeline.run_ingest(config)
     plan = pipeline.plan_run(config)
@@ -42,10 +50,14 @@ def test_plan_uses_the_last_day_as_test_and_ignores_stray_days(run):
     assert plan.train_until == "2017-12-02"
 
 
-def test_graph(run):
+def test_graph(run, spark):
     result = pipeline.run_graph(run["config"], run["plan"])
     table = TransitionTable.load(run["plan"].paths.graph)
     assert result.nodes == table.n_nodes and result.edges == table.n_edges > 100_000
+    events = spark.read.parquet(str(run["config"].lake / "events"))
+    in_training = events.where("event_date BETWEEN '2017-11-24' AND '2017-12-02'").count()
+    assert result.validation_events > 0 and result.train_events + result.validation_events == in_training
+    assert result.cold_items > 1000  # test-day items with a category but no training event
     sums = np.bincount(np.repeat(np.arange(table.n_nodes), table.out_degree()), weights=table.probs, minlength=table.n_nodes)
     assert np.allclose(sums[table.out_degree() > 0], 1.0, atol=1e-5)
 
@@ -59,17 +71,38 @@ def test_walks(run):
 
 def test_train(run):
     result = pipeline.run_train(run["config"], run["plan"])
-    assert [m.name for m in result.models] == ["word2vec", "popular", "item_knn"]
+    assert [m.name for m in result.models] == list(MODELS)
+    validation = json.loads((run["plan"].paths.root / "stages" / "validation.json").read_text())
+    assert validation["positives"] > 100 and validation["negatives"] == validation["positives"]
+    catalog = training_inputs(run["config"], run["plan"]).catalog
+    for name in WITH_CURVES:
+        meta = json.loads((run["plan"].paths.model(name) / "model.json").read_text())
+        assert len(meta["curve"]) == 2 and meta["curve"][1]["loss"] < meta["curve"][0]["loss"], name
+        assert all(0.5 < r["validation_auc"] <= 1.0 for r in meta["curve"]), name
+        has_vector = np.load(run["plan"].paths.model(name) / "has_vector.npy")
+        cold_with_vector = has_vector[catalog.n_nodes:].sum() if len(has_vector) > catalog.n_nodes else 0
+        if name in ("side_info_avg", "eges"):
+            assert len(has_vector) == catalog.n_items and cold_with_vector > 0.5 * catalog.n_cold, name
+        else:
+            assert cold_with_vector == 0, name
 
 
 def test_evaluate(run):
     result = pipeline.run_evaluate(run["config"], run["plan"])
     rows = {r["model"]: r for r in result.rows}
-    assert set(rows) == {"word2vec", "popular", "item_knn"}
+    assert set(rows) == set(MODELS)
     assert all(0.0 <= rows[m]["auc"] <= 1.0 for m in rows)
-    assert rows["word2vec"]["auc_seen"] > rows["popular"]["auc_seen"]
+    for name in ("word2vec", *WITH_CURVES):
+        assert rows[name]["auc_seen"] > rows["popular"]["auc_seen"] + 0.05, name
+    assert rows["skipgram"]["auc_seen"] >= rows["word2vec"]["auc_seen"] - 0.03
+    assert rows["word2vec"]["positives_cold"] > 1000
+    for name in ("word2vec", "skipgram", "mf_pairs", "mf_walks", "popular", "item_knn"):
+        assert rows[name]["auc_cold"] == 0.5, name  # no vector for a cold item: the fallback ties every pair
+    for name in ("side_info_avg", "eges"):
+        assert rows[name]["auc_cold"] >= 0.65 and rows[name]["auc"] > rows["skipgram"]["auc"], name
     report = run["plan"].paths.report.read_text()
     assert "dataset: **taobao**" in report and "train 2017-11-24..2017-12-02, test 2017-12-03..2017-12-03" in report
+    assert "## Learning curves" in report and (run["plan"].paths.plots / "learning_curves.png").stat().st_size > 0
     run["evaluation"] = result
 
 
