@@ -2,7 +2,7 @@
 
 Indices ``0 .. n_nodes - 1`` are the training graph's nodes, in node order; after them come the
 *cold* items: items in the lake's ``items/`` table that have some side information (category, brand
-or price) but no event in the training window, sorted by id. Models trained on interactions only
+or price) but no event in the training graph (validation sessions are not in it), sorted by id. Models trained on interactions only
 know the nodes; side-information models also give cold items a vector from their side information
 alone (the cold-start case of Wang et al. 2018, "Billion-scale Commodity Embedding for E-commerce
 Recommendation in Alibaba", section 2.4). Evaluation and publishing read item indices from here.

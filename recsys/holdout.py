@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from recsys.catalog import Catalog
+from recsys.catalog import CATALOG_FILE, Catalog
 from recsys.config import EvaluateConfig, GraphConfig
 from recsys.graph import ValidationSplit, events_between, session_pairs
 from recsys.lake import Lake
@@ -71,12 +71,14 @@ def build_holdout(spark: SparkSession, lake: Lake, window: TimeWindow, graph: Gr
 
 
 def build_validation(spark: SparkSession, lake: Lake, window: TimeWindow, graph: GraphConfig, split: ValidationSplit,
-                     max_pairs: int, catalog: Catalog, seed: int, out: Path) -> ValidationResult:
-    """Pairs of the held-out validation sessions whose two items are graph nodes, with sampled non-pairs."""
+                     max_pairs: int, catalog: Catalog, graph_dir: Path, seed: int, out: Path) -> ValidationResult:
+    """Pairs of the held-out validation sessions whose two items are graph nodes, with sampled non-pairs
+    drawn from the sessions' graph items. Pairs are formed on the whole sessions (the holdout's rule),
+    then kept when both items are nodes."""
     held_out = split.only(events_between(spark, lake, window.train_from, window.train_until)).cache()
     events = held_out.count()
-    nodes = spark.createDataFrame([(item,) for item in catalog.item_ids[:catalog.n_nodes].tolist()], "item_id string")
-    positives, pool = _positives_and_pool(held_out.join(F.broadcast(nodes), "item_id", "left_semi"), graph, max_pairs, seed)
+    nodes = spark.read.parquet(str(graph_dir / CATALOG_FILE)).where("is_node").select("item_id")
+    positives, pool = _positives_and_pool(held_out, graph, max_pairs, seed, only_items=nodes)
     held_out.unpersist()
     pairs = _indexed(_with_negatives(positives, pool, seed), catalog)
     _write(pairs, out)
@@ -86,11 +88,19 @@ def build_validation(spark: SparkSession, lake: Lake, window: TimeWindow, graph:
     return ValidationResult(str(out), events, n_pos, pairs.num_rows - n_pos)
 
 
-def _positives_and_pool(events, graph: GraphConfig, max_pairs: int, seed: int) -> tuple[pa.Table, np.ndarray]:
+def _positives_and_pool(events, graph: GraphConfig, max_pairs: int, seed: int,
+                        only_items=None) -> tuple[pa.Table, np.ndarray]:
+    """Distinct co-occurring pairs (at most ``max_pairs``, chosen by a seeded hash) and the items to draw
+    negatives from; with ``only_items``, both restricted to those items."""
     pairs = session_pairs(events, graph).where(F.col("src") < F.col("dst")).select("src", "dst").distinct()
-    ranked = pairs.orderBy(F.xxhash64("src", "dst", F.lit(seed)), "src", "dst").limit(max_pairs)
-    positives = ranked.orderBy("src", "dst").toArrow()
     items = events.select("item_id").distinct()
+    if only_items is not None:
+        allowed = F.broadcast(only_items)
+        pairs = pairs.join(allowed.withColumnRenamed("item_id", "src"), "src", "left_semi").join(
+            allowed.withColumnRenamed("item_id", "dst"), "dst", "left_semi")
+        items = items.join(allowed, "item_id", "left_semi")
+    ranked = pairs.orderBy(F.xxhash64("src", "dst", F.lit(seed)), "src", "dst").limit(max_pairs)
+    positives = ranked.orderBy("src", "dst").select("src", "dst").toArrow()
     pool = np.array(sorted(items.toArrow().column("item_id").to_pylist()), dtype=object)
     return positives, pool
 

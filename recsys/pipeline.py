@@ -88,12 +88,12 @@ def stage_inputs(config: PipelineConfig, plan: RunPlan, stage: str) -> list[Path
     """The files and folders a stage reads: what its cache key fingerprints."""
     lake, run = Lake(config.lake), plan.paths
     window_days = [lake.events / f"event_date={d}" for d in _days(plan.train_from, plan.run_date)]
-    # the train stage also builds the validation pairs, from sessions of the last training days
-    validation_days = [lake.events / f"event_date={d}" for d in _days(plan.train_from, plan.train_until)][-config.evaluate.validation_days:]
     return {
         "graph": window_days + [lake.items],
         "walks": [run.graph],
-        "train": [run.graph, run.walks] + (validation_days if _wants_curves(config) else []),
+        # the validation pairs the train stage builds come from held-out sessions of the training days:
+        # those days are the graph stage's inputs, so a change there rewrites the graph, and the key changes
+        "train": [run.graph, run.walks],
         "evaluate": window_days + [run.graph, run.root / "models"],
         "publish": [run.graph, run.root / "models", run.metrics],
     }[stage]
@@ -210,7 +210,7 @@ def run_train(config: PipelineConfig, plan: RunPlan) -> TrainResult:
     if split is not None:
         _record(plan, "validation", build_validation(
             spark_session(config.spark), Lake(config.lake), plan.window, config.graph, split,
-            config.evaluate.validation_pairs, inputs.catalog, config.seed, inputs.validation_dir))
+            config.evaluate.validation_pairs, inputs.catalog, plan.paths.graph, config.seed, inputs.validation_dir))
     result = train_models(config.train, inputs, plan.paths.root / "models")
     shutil.rmtree(plan.paths.root / "work", ignore_errors=True)
     _record(plan, "train", result)

@@ -3,7 +3,8 @@
 Two scoring rules. ``cosine``: ``score(a, b) = cos(v_a, v_b)`` (word2vec and the skip-gram models).
 ``dot``: ``score(a, b) = left_a . right_b`` with ``left``/``right`` built so that the score is the
 symmetric logit of matrix factorisation with biases (``recsys.models.mf``). An item without a vector
-scores the fallback 0.0 (what two unrelated vectors score) and gets no neighbours. Only items in
+gets no neighbours and scores the model's fallback: 0.0 for cosine (what two unrelated vectors
+score), the mean logit of random pairs for dot scoring (a logit has no natural zero). Only items in
 ``recommendable`` are ever recommended (a side-information model gives cold items a vector, so they
 get neighbours, but never recommends an item nobody interacted with). Top-N search multiplies one
 block of items at a time against the recommendable vectors, so memory is O(block x items), never
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.models.base import FALLBACK_SCORE, ItemModel, TrainingInputs, read_meta, top_n_rows, write_meta
+from recsys.models.base import FALLBACK_SCORE, ItemModel, TrainingInputs, known_pairs, read_meta, top_n_rows, write_meta
 
 BLOCK_CELLS = 1 << 22  # ~16 MB of float32 scores per block
 
@@ -28,9 +29,11 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 
 class EmbeddingModel(ItemModel):
     def __init__(self, name: str, vectors: np.ndarray, has_vector: np.ndarray, meta: dict | None = None,
-                 normalized: bool = False, right: np.ndarray | None = None, recommendable: np.ndarray | None = None):
+                 normalized: bool = False, right: np.ndarray | None = None, recommendable: np.ndarray | None = None,
+                 fallback: float = FALLBACK_SCORE):
         """``right`` given: dot scoring of ``vectors`` (left) with ``right``; else cosine of ``vectors``."""
         self.name = name
+        self.fallback = float(fallback)
         self.has_vector = has_vector.astype(bool)  # (n_items,)
         self.left = vectors.astype(np.float32) if (normalized or right is not None) else unit_rows(vectors)
         self.right = self.left if right is None else right.astype(np.float32)
@@ -45,10 +48,9 @@ class EmbeddingModel(ItemModel):
         return np.flatnonzero(self.has_vector)
 
     def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        n = len(self.has_vector)
-        known = (a >= 0) & (b >= 0) & (a < n) & (b < n)
+        known = known_pairs(a, b, len(self.has_vector))
         known[known] = self.has_vector[a[known]] & self.has_vector[b[known]]
-        scores = np.full(len(a), FALLBACK_SCORE, dtype=np.float32)
+        scores = np.full(len(a), self.fallback, dtype=np.float32)
         scores[known] = np.einsum("ij,ij->i", self.left[a[known]], self.right[b[known]])
         return scores
 
@@ -60,7 +62,7 @@ class EmbeddingModel(ItemModel):
         out_val = np.zeros((len(nodes), n), dtype=np.float32)
         in_range = (nodes >= 0) & (nodes < len(self.has_vector))
         asked = np.flatnonzero(in_range)
-        asked = asked[self.has_vector[nodes[asked]]]
+        asked = asked[self.has_vector[nodes[asked]]] if len(candidates) else asked[:0]
         for lo in range(0, len(asked), block):
             rows = asked[lo:lo + block]
             chunk = nodes[rows]
@@ -74,7 +76,7 @@ class EmbeddingModel(ItemModel):
         return out_idx, out_val
 
     def save(self, folder: Path) -> None:
-        write_meta(folder, name=self.name, scoring=self.scoring, **self.meta)
+        write_meta(folder, **{**self.meta, "name": self.name, "scoring": self.scoring, "fallback": self.fallback})
         np.save(folder / "vectors.npy", self.left)
         if self.scoring == "dot":
             np.save(folder / "right.npy", self.right)
@@ -84,9 +86,10 @@ class EmbeddingModel(ItemModel):
     @classmethod
     def load(cls, folder: Path, inputs: TrainingInputs) -> "EmbeddingModel":
         meta = read_meta(folder)
-        name, scoring = meta.pop("name"), meta.pop("scoring", "cosine")
+        name, scoring, fallback = meta.pop("name"), meta.pop("scoring", "cosine"), meta.pop("fallback", FALLBACK_SCORE)
         right = np.load(folder / "right.npy", allow_pickle=False) if scoring == "dot" else None
         recommendable = folder / "recommendable.npy"
         return cls(name, np.load(folder / "vectors.npy", allow_pickle=False),
                    np.load(folder / "has_vector.npy", allow_pickle=False), meta, normalized=True, right=right,
-                   recommendable=np.load(recommendable, allow_pickle=False) if recommendable.exists() else None)
+                   recommendable=np.load(recommendable, allow_pickle=False) if recommendable.exists() else None,
+                   fallback=fallback)

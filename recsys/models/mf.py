@@ -6,9 +6,11 @@ Systems", fitted as logistic MF with sampled negatives, Johnson 2014, "Logistic 
 for Implicit Feedback Data"). ``mf_pairs`` draws its positive pairs from the graph's edges with
 probability proportional to their weight; ``mf_walks`` takes the window pairs of the random walks,
 as the skip-gram models do. Both draw negatives from the unigram^0.75 distribution and train with the
-closed-form step of ``recsys.models.negative_sampling``. Scores are the symmetric logit
+closed-form step of ``recsys.models.negative_sampling`` (for ``mf_pairs`` the negatives' weights are
+the items' summed edge weights, for ``mf_walks`` their walk frequencies). Scores are the symmetric logit
 ``(l_a . r_b + l_b . r_a + b_a + b_b) / 2`` with ``b = beta + gamma``, stored as two matrices so that
-top-N search is one product: ``[l, r, b, 1] . [r, l, 1, b] / 2``. Nothing dense of size items x items
+top-N search is one product: ``[l, r, b, 1] . [r, l, 1, b] / 2``. An item without a vector scores the
+mean logit of random pairs of trained items (``MFTrainer.fallback``), the logit's "unrelated". Nothing dense of size items x items
 is ever formed.
 """
 
@@ -51,6 +53,16 @@ class MFTrainer(Trainable):
         left, right = self.scoring_matrices()
         return np.einsum("ij,ij->i", left[a], right[b])
 
+    def fallback(self, pairs: int = 10_000, seed: int = 0) -> float:
+        """The score of an unrelated pair: the mean logit of random pairs of trained items. A logit
+        has no natural zero (non-pairs mostly score below 0), so an item without a vector scores
+        this instead of 0.0, or pairs with unseen items would outrank most seen non-pairs."""
+        items = np.flatnonzero(self.trained) if self.trained is not None else np.arange(len(self.left))
+        if len(items) < 2:
+            return 0.0
+        rng = np.random.default_rng(seed)
+        return float(self.pair_scores(rng.choice(items, pairs), rng.choice(items, pairs)).mean())
+
 
 def fit_mf(inputs: TrainingInputs, params: MFParams, on_walks: bool) -> tuple[MFTrainer, np.ndarray, dict]:
     table = inputs.table
@@ -64,10 +76,12 @@ def fit_mf(inputs: TrainingInputs, params: MFParams, on_walks: bool) -> tuple[MF
         extra = {"pairs_per_epoch": pairs}
     trained = counts > 0
     trainer = MFTrainer(table.n_nodes, params.vector_size, params.init_scale, inputs.seed)
+    trainer.trained = trained
     with torch_threads(inputs.threads):
         records = train_pairs(trainer, source, UnigramNegatives(counts), schedule_of(params, int(trained.sum())),
                               inputs.seed, ValidationCurve.from_folder(inputs.validation_dir))
-    meta = {"params": params.model_dump(), "threads": inputs.threads, "curve": curve_json(records), **extra}
+    meta = {"params": params.model_dump(), "threads": inputs.threads, "curve": curve_json(records), **extra,
+            "fallback": trainer.fallback(seed=inputs.seed)}
     return trainer, trained, meta
 
 
@@ -79,7 +93,7 @@ class _MFModel(EmbeddingModel):
     def fit(cls, inputs: TrainingInputs, config: TrainConfig) -> "_MFModel":
         trainer, trained, meta = fit_mf(inputs, config.mf, cls.on_walks)
         left, right = trainer.scoring_matrices()
-        return cls(cls.model_name, left, trained, meta, right=right)
+        return cls(cls.model_name, left, trained, meta, right=right, fallback=meta.pop("fallback"))
 
 
 class MFPairsModel(_MFModel):

@@ -140,10 +140,12 @@ class EdgePairs(PairSource):
         self.src = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
         self.dst = np.asarray(indices, dtype=np.int64)
         cumulative = np.cumsum(np.asarray(weights, dtype=np.float64))
-        self.cdf = cumulative / cumulative[-1]
+        self.cdf = cumulative / cumulative[-1] if len(cumulative) and cumulative[-1] > 0 else cumulative
         self.pairs_per_epoch, self.chunk_pairs = pairs_per_epoch, chunk_pairs
 
     def epoch(self, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
+        if len(self.cdf) == 0:  # a graph without edges has no pairs to train on
+            return
         for lo in range(0, self.pairs_per_epoch, self.chunk_pairs):
             size = min(self.chunk_pairs, self.pairs_per_epoch - lo)
             edges = np.minimum(np.searchsorted(self.cdf, rng.random(size), side="right"), len(self.cdf) - 1)
@@ -155,7 +157,7 @@ class UnigramNegatives:
 
     def __init__(self, counts: np.ndarray, power: float = 0.75):
         weights = np.power(counts.astype(np.float64), power)
-        self.cdf = np.cumsum(weights) / weights.sum()
+        self.cdf = np.cumsum(weights) / max(weights.sum(), 1e-300)
 
     def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
         drawn = np.searchsorted(self.cdf, rng.random(shape), side="right")
@@ -210,7 +212,13 @@ def uniform_init(rows: int, dim: int, scale: float, generator: torch.Generator) 
 
 
 class Trainable:
-    """A model's parameters and its step: ``step(centres, contexts, negatives, lr) -> loss``."""
+    """A model's parameters and its step: ``step(centres, contexts, negatives, lr) -> loss``.
+
+    ``trained`` marks the items that get pairs; the validation curve scores the others with the
+    fallback, as the saved model will.
+    """
+
+    trained: np.ndarray | None = None
 
     def step(self, centres: torch.Tensor, contexts: torch.Tensor, negatives: torch.Tensor, lr: float) -> float:
         raise NotImplementedError

@@ -88,9 +88,17 @@ class SideInfoTrainer(Trainable):
         self.logits = torch.zeros(n_nodes, parts.rows.shape[1]) if learned_weights else None
 
     def weights(self, items: torch.Tensor) -> torch.Tensor:
+        """Softmax of the learned logits over an item's parts (EGES), else equal weights; items
+        without logits (cold items) always get equal weights."""
         mask = self.mask[items]
-        if self.logits is None or (items >= len(self.logits)).any():
-            return mask / mask.sum(1, keepdim=True).clamp(min=1)
+        equal = mask / mask.sum(1, keepdim=True).clamp(min=1)
+        if self.logits is None:
+            return equal
+        learned = items < len(self.logits)
+        if not learned.all():
+            out = equal.clone()
+            out[learned] = self.weights(items[learned])
+            return out
         return torch.softmax(self.logits[items].masked_fill(~mask, float("-inf")), dim=1)
 
     def _combine(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -151,6 +159,7 @@ def fit_side_info(inputs: TrainingInputs, params: SideInfoParams, learned_weight
     source = WalkPairs(walks, catalog.n_nodes, params.window, params.sample)
     walked = np.flatnonzero(source.counts > 0)
     trainer = SideInfoTrainer(parts, catalog.n_nodes, params.vector_size, learned_weights, inputs.seed)
+    trainer.trained = source.counts > 0
     with torch_threads(inputs.threads):
         records = train_pairs(trainer, source, UnigramNegatives(source.counts), schedule_of(params, len(walked)),
                               inputs.seed, ValidationCurve.from_folder(inputs.validation_dir))

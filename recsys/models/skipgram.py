@@ -42,6 +42,7 @@ def train_skipgram(walks: FlatWalks, n_items: int, params: SkipGramParams, threa
                    curve: ValidationCurve | None = None) -> tuple[SkipGramTrainer, WalkPairs, list[EpochRecord]]:
     source = WalkPairs(walks, n_items, params.window, params.sample)
     trainer = SkipGramTrainer(n_items, params.vector_size, seed)
+    trainer.trained = source.counts > 0
     with torch_threads(threads):
         records = train_pairs(trainer, source, UnigramNegatives(source.counts), schedule_of(params, int((source.counts > 0).sum())),
                               seed, curve)

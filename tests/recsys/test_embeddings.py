@@ -13,7 +13,7 @@ from recsys.catalog import Catalog, build_catalog
 from recsys.config import MFParams, SideInfoParams, SkipGramParams, TrainConfig, WalksConfig
 from recsys.models import WITH_CURVES, model_class
 from recsys.models.base import TrainingInputs
-from recsys.models.negative_sampling import (FlatWalks, LinearDecay, UnigramNegatives, WalkPairs, keep_probabilities,
+from recsys.models.negative_sampling import (EdgePairs, FlatWalks, LinearDecay, UnigramNegatives, WalkPairs, keep_probabilities,
                                              negative_sampling_step, window_pairs)
 from recsys.models.side_info import ItemParts, SideInfoTrainer, item_parts, price_buckets
 from recsys.transition import ITEM_STATS_FILE, TransitionTable
@@ -202,9 +202,21 @@ def test_cold_items_get_vectors_from_side_information_only_and_are_never_recomme
 @pytest.mark.parametrize("name", ["word2vec", "skipgram", "mf_pairs", "mf_walks"])
 def test_id_only_models_have_no_vector_for_cold_items(tmp_path, name):
     model = model_class(name).fit(_inputs(tmp_path), _config().model_copy(update={"word2vec": _config().word2vec.model_copy(update={"vector_size": 8})}))
-    assert model.pair_scores(np.array([12, 0]), np.array([0, 13])).tolist() == [0.0, 0.0]
+    fallback = np.float32(model.fallback)
+    assert model.pair_scores(np.array([12, 0]), np.array([0, 13])).tolist() == [fallback, fallback]
     idx, _ = model.similar(np.array([12, 13]), 3)
     assert (idx == -1).all()
+    if name.startswith("mf"):  # a logit's "unrelated" is the mean score of random pairs, below a related pair's
+        within, across = model.pair_scores(np.array([0, 6]), np.array([1, 7])), model.pair_scores(np.array([0, 6]), np.array([7, 1]))
+        assert across.max() < model.fallback + 1.0 and within.min() > model.fallback
+    else:
+        assert model.fallback == 0.0
+
+
+def test_edge_pairs_of_a_graph_without_edges_yield_nothing():
+    source = EdgePairs(np.zeros(4, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), pairs_per_epoch=10)
+    assert list(source.epoch(np.random.default_rng(0))) == []
+    assert UnigramNegatives(np.zeros(3)).cdf.tolist() == [0.0, 0.0, 0.0]
 
 
 def test_catalog_round_trips(tmp_path):
