@@ -30,6 +30,12 @@ def _first_line(path: Path) -> str:
         return handle.readline().strip()
 
 
+def _named_side_columns(mapping: "ColumnMapping | ItemsMapping") -> dict[str, str]:
+    """Side-information field -> the raw column a mapping names for it, for the fields it names."""
+    pairs = {"category": mapping.category, "brand": mapping.brand, "price": mapping.price}
+    return {field: raw for field, raw in pairs.items() if raw}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -86,8 +92,7 @@ class ColumnMapping(_Strict):
 
     def side_columns(self) -> dict[str, str]:
         """Canonical side-information field -> raw column, for the fields this log has."""
-        pairs = {"category": self.category, "brand": self.brand, "price": self.price}
-        return {field: raw for field, raw in pairs.items() if raw}
+        return _named_side_columns(self)
 
 
 class ItemsMapping(_Strict):
@@ -100,8 +105,7 @@ class ItemsMapping(_Strict):
     price: str | None = Field("price", description="column holding the price")
 
     def side_columns(self) -> dict[str, str]:
-        pairs = {"category": self.category, "brand": self.brand, "price": self.price}
-        return {field: raw for field, raw in pairs.items() if raw}
+        return _named_side_columns(self)
 
 
 class IngestConfig(_Strict):
@@ -201,29 +205,28 @@ class WalksConfig(_Strict):
     partitions: int = Field(4, ge=1, description="Spark partitions the start nodes are split into")
 
 
-class Word2VecParams(_Strict):
+class _SkipGramSettings(_Strict):
+    """Skip-gram with negative sampling settings, the same for gensim and the PyTorch models."""
+
     vector_size: int = Field(64, ge=2, description="embedding dimension")
-    window: int = Field(5, ge=1, description="skip-gram context window over a walk")
-    negative: int = Field(5, ge=1, description="negative samples per positive pair")
-    epochs: int = Field(5, ge=1, description="passes over the walks")
-    alpha: float = Field(0.025, gt=0, description="initial learning rate, decayed linearly to min_alpha")
+    window: int = Field(5, ge=1, description="context window over a walk (dynamic, as word2vec's)")
+    negative: int = Field(5, ge=1, description="negatives per positive pair, from the unigram^0.75 distribution")
+    epochs: int = Field(5, ge=1, description="passes over the pairs")
+    alpha: float = Field(0.025, gt=0, description="initial learning rate, decayed linearly over the whole run to min_alpha")
     min_alpha: float = Field(0.0001, gt=0, description="final learning rate")
-    sample: float = Field(1e-3, ge=0, description="subsampling threshold for frequent items")
+    sample: float = Field(1e-3, ge=0, description="subsampling threshold for frequent items (word2vec's formula); 0 keeps all")
+
+
+class Word2VecParams(_SkipGramSettings):
     input_mode: Literal["corpus_file", "iterator"] = Field(
         "corpus_file", description="feed gensim from a text corpus file (faster, see docs/benchmarks.md) or a Python iterator"
     )
 
 
-class _NegativeSampling(_Strict):
-    """Settings shared by the PyTorch models trained with negative sampling (``recsys.models.negative_sampling``)."""
+class _NegativeSampling(_SkipGramSettings):
+    """Settings of the PyTorch models trained with negative sampling (``recsys.models.negative_sampling``);
+    a validation AUC is recorded after each epoch."""
 
-    vector_size: int = Field(64, ge=2, description="embedding dimension")
-    window: int = Field(5, ge=1, description="context window over a walk (dynamic, as word2vec's)")
-    negative: int = Field(5, ge=1, description="negatives per positive pair, from the unigram^0.75 distribution")
-    epochs: int = Field(5, ge=1, description="passes over the pairs; a validation AUC is recorded after each")
-    alpha: float = Field(0.025, gt=0, description="initial learning rate, decayed linearly over the whole run")
-    min_alpha: float = Field(0.0001, gt=0, description="final learning rate")
-    sample: float = Field(1e-3, ge=0, description="subsampling threshold for frequent items (word2vec's formula); 0 keeps all")
     batch_size: int = Field(2048, ge=1, description="pairs per SGD step (capped at the number of items that train)")
     negatives_shared_by: int = Field(8, ge=1, description="consecutive pairs that share one draw of negatives (1 = word2vec's own draw per pair)")
 

@@ -40,12 +40,8 @@ class ValidationCurve:
             return None
         scores = model.pair_scores(self.a, self.b)
         if model.trained is not None:
-            scores = np.where(model.trained[self.a] & model.trained[self.b], scores, fallback_of(model))
+            scores = np.where(model.trained[self.a] & model.trained[self.b], scores, model.fallback())
         return auc_roc(scores[self.label], scores[~self.label])
-
-
-def fallback_of(model: Trainable) -> float:
-    return float(getattr(model, "fallback", lambda: 0.0)())
 
 
 def curve_json(records: list[EpochRecord]) -> list[dict]:

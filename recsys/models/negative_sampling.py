@@ -227,6 +227,10 @@ class Trainable:
         """Current scores of node pairs, for the validation curve."""
         raise NotImplementedError
 
+    def fallback(self) -> float:
+        """The score of a pair with an untrained item (0.0: two unrelated cosine vectors)."""
+        return 0.0
+
 
 @dataclass
 class EpochRecord:

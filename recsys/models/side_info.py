@@ -101,25 +101,25 @@ class SideInfoTrainer(Trainable):
             return out
         return torch.softmax(self.logits[items].masked_fill(~mask, float("-inf")), dim=1)
 
-    def _combine(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _combine(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Part rows (B, P), their mask, weights (B, P), part embeddings (B, P, d) and the item vectors (B, d)."""
         rows = self.rows[items]
         mask = rows >= 0
         a = self.weights(items)
-        w = self.parts[rows.clamp(min=0)]  # (B, P, d)
-        return rows, mask, a, (a[..., None] * w).sum(1)
+        w = self.parts[rows.clamp(min=0)]
+        return rows, mask, a, w, (a[..., None] * w).sum(1)
 
     def step(self, centres: torch.Tensor, contexts: torch.Tensor, negatives: torch.Tensor, lr: float) -> float:
-        rows, mask, a, h = self._combine(centres)
+        rows, mask, a, w, h = self._combine(centres)
         dh, _, loss = negative_sampling_step(h, contexts, negatives, self.context, lr)
         if self.logits is not None:
-            w = self.parts[rows.clamp(min=0)]
             d_logits = a * ((w - h[:, None, :]) * dh[:, None, :]).sum(2)
             self.logits.index_add_(0, centres, d_logits.masked_fill(~mask, 0.0))
         self.parts.index_add_(0, rows[mask], (a[..., None] * dh[:, None, :])[mask])
         return loss
 
     def node_vectors(self, nodes: np.ndarray) -> np.ndarray:
-        return self._combine(torch.from_numpy(nodes))[3].numpy()
+        return self._combine(torch.from_numpy(nodes))[4].numpy()
 
     def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         unique, inverse = np.unique(np.r_[a, b], return_inverse=True)
