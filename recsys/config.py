@@ -187,6 +187,7 @@ class GraphConfig(_Strict):
         description="weight of an event type; a pair counts the larger weight of its two events",
     )
     min_weight: float = Field(0.0, ge=0, description="edges with a summed weight below this are dropped")
+    max_session_length: int = Field(2000, ge=2, description="sessions with more events than this (bots, crawlers) are left out of the graph and the holdout pairs, and counted in the report")
 
     @field_validator("event_weights")
     @classmethod
