@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pyarrow.compute as pc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from recsys.config import SkipGramParams, Word2VecParams  # noqa: E402
+from recsys.models.params import SkipGramParams, Word2VecParams  # noqa: E402
 from recsys.lake import read_walks  # noqa: E402
 from recsys.models.negative_sampling import FlatWalks  # noqa: E402
 from recsys.models.skipgram import train_skipgram  # noqa: E402
@@ -52,11 +51,9 @@ def main() -> None:
     print(f"walks: {len(walks):,} walks, {tokens:,} tokens, {n_nodes:,} nodes; dim {args.dim}, window 5, negative 5, "
           f"sample 1e-3, epochs {args.epochs}, threads {args.threads}")
 
-    with tempfile.TemporaryDirectory() as work:
-        started = time.perf_counter()
-        train_word2vec(walks, Word2VecParams(vector_size=args.dim, epochs=args.epochs), args.threads, args.seed,
-                       Path(work) / "corpus.txt")
-        gensim_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    train_word2vec(walks, Word2VecParams(vector_size=args.dim, epochs=args.epochs), args.threads, args.seed)
+    gensim_seconds = time.perf_counter() - started
 
     results = {}
     for group in args.groups:

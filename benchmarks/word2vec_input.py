@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +22,8 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recsys.config import WalksConfig, Word2VecParams  # noqa: E402
+from recsys.config import WalksConfig  # noqa: E402
+from recsys.models.params import Word2VecParams  # noqa: E402
 from recsys.models.word2vec import train_word2vec  # noqa: E402
 from recsys.sample import generate_sample  # noqa: E402
 from recsys.transition import TransitionTable  # noqa: E402
@@ -47,9 +47,9 @@ def sample_walks(walks_per_node: int, length: int, seed: int) -> pa.ChunkedArray
     return generate_walks_local(table, WalksConfig(walks_per_node=walks_per_node, walk_length=length), seed).column("walk")
 
 
-def timed(walks: pa.ChunkedArray, params: Word2VecParams, threads: int, seed: int, work: Path) -> tuple[float, int]:
+def timed(walks: pa.ChunkedArray, params: Word2VecParams, threads: int, seed: int) -> tuple[float, int]:
     started = time.perf_counter()
-    model = train_word2vec(walks, params, threads, seed, work / "corpus.txt")
+    model = train_word2vec(walks, params, threads, seed)
     return time.perf_counter() - started, model.corpus_total_words * params.epochs
 
 
@@ -69,8 +69,7 @@ def main() -> None:
     rates = {}
     for mode in ("corpus_file", "iterator"):
         params = Word2VecParams(epochs=args.epochs, input_mode=mode)
-        with tempfile.TemporaryDirectory() as work:
-            seconds, words = timed(walks, params, args.threads, args.seed, Path(work))
+        seconds, words = timed(walks, params, args.threads, args.seed)
         rates[mode] = words / seconds
         print(f"{mode:12s}: {seconds:6.1f} s (corpus writing included) = {rates[mode]:,.0f} words/s")
     print(f"corpus_file / iterator = {rates['corpus_file'] / rates['iterator']:.2f}x")

@@ -58,7 +58,9 @@ def build_config(args: argparse.Namespace) -> PipelineConfig:
     for assignment in args.set or []:
         key, _, value = assignment.partition("=")
         _set_path(raw, key, yaml.safe_load(value))
-    return PipelineConfig.model_validate(raw)
+    config = PipelineConfig.model_validate(raw)
+    config.check_files()
+    return config
 
 
 def _number(value: float | None) -> str:
@@ -99,15 +101,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"spark": config.spark.model_copy(update={"show_progress": True})})
     from flows.nightly import nightly
 
-    library_log = logging.getLogger("recsys")
-    library_log.setLevel(logging.INFO)
+    watched = [logging.getLogger(name) for name in ("recsys", "prefect.task_runs")]
+    logging.getLogger("recsys").setLevel(logging.INFO)
     with console.status("[bold]starting the nightly flow", spinner="dots") as status:
         handler = _StageStatus(status)
-        library_log.addHandler(handler)
+        for logger in watched:
+            logger.addHandler(handler)
         try:
             result = nightly(config=config)
         finally:
-            library_log.removeHandler(handler)
+            for logger in watched:
+                logger.removeHandler(handler)
     _print_summary(result)
     return 0
 
@@ -121,17 +125,19 @@ def _print_summary(result) -> None:
                   f"{plan.run_date}")
     console.print(_metrics_table(evaluation.rows, evaluation.champion))
     if published.published:
-        console.print(f"published table: {published.path}  ({published.rows} rows, {published.items} items, "
-                      f"model {published.model})")
+        console.print(f"published table: {published.path}  (Delta version {published.version}, run_date "
+                      f"{plan.run_date}: {published.rows} rows, {published.items} items, model {published.model})")
     else:
         console.print(f"[yellow]nothing published:[/yellow] {published.reason}")
     console.print(f"latest pointer:  {published.latest}")
-    console.print(f"report:          {evaluation.report_path}")
+    console.print(f"report:          {result.report.path}")
     console.print(f"metrics:         {evaluation.metrics_path}")
 
 
 def cmd_latest(args: argparse.Namespace) -> int:
-    pointer = Path(args.lake or PipelineConfig().lake) / "recommendations" / "_LATEST"
+    from tasks.maintenance import latest_pointer
+
+    pointer = latest_pointer(Path(args.lake or PipelineConfig().lake))
     if not pointer.exists():
         console.print(f"[red]nothing published yet:[/red] {pointer} does not exist")
         return 1
@@ -140,14 +146,14 @@ def cmd_latest(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from tasks.stages import rollback_latest
+    from tasks.maintenance import rollback_latest
 
     try:
         pointer = rollback_latest(Path(args.lake or PipelineConfig().lake).resolve(), args.to)
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
         return 1
-    console.print(f"_LATEST now names {pointer['run_date']} (run {pointer['run_id']})")
+    console.print(f"the table is restored to {pointer['run_date']} (run {pointer['run_id']}); _LATEST names it")
     return 0
 
 

@@ -1,8 +1,10 @@
-"""The pipeline's flows: one per stage, and ``nightly``, which runs them in order.
+"""The pipeline as Prefect flows: ``nightly`` runs every stage in order; one flow per stage runs it alone.
 
-Every flow takes the whole ``PipelineConfig`` as its one parameter, so Prefect validates it before
-anything runs and the UI renders it as a form. A stage flow run alone re-plans the run from the
-config and the lake, and so finds the same run folder as ``nightly`` does.
+``nightly`` reads as the pipeline: each stage task receives the typed results it depends on, so the
+Prefect run graph draws the chain ingest -> plan -> graph -> (validation) -> walks -> train ->
+evaluate -> publish -> report. Every flow takes the whole ``PipelineConfig`` as its one parameter, so
+Prefect validates it before anything runs and the UI renders it as a form; the disk checks the
+config cannot do at validation run next, before any stage. One run at a time holds the lake.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from dataclasses import dataclass
 from prefect import flow
 
 from recsys.config import PipelineConfig
-from tasks.stages import (EvaluateResult, GraphResult, IngestResult, PublishResult, RunPlan, TrainResult,
-                          WalksResult, evaluate_task, exclusive_lake, graph_task, ingest_task, plan_task, publish_task,
-                          train_task, walks_task)
+from tasks.lock import exclusive_lake
+from tasks.observe import library_logs_to_prefect
+from tasks.stages import (EvaluateResult, GraphResult, IngestResult, PublishResult, ReportResult, RunPlan, TrainResult,
+                          ValidationResult, WalksResult, evaluate_task, graph_task, ingest_task, plan_task,
+                          publish_task, report_task, train_task, validation_task, walks_task)
 
 
 @dataclass(frozen=True)
@@ -22,61 +26,39 @@ class NightlyResult:
     plan: RunPlan
     ingest: IngestResult
     graph: GraphResult
+    validation: ValidationResult | None
     walks: WalksResult
     train: TrainResult
     evaluate: EvaluateResult
     publish: PublishResult
-
-
-@flow(name="ingest")
-def ingest_flow(config: PipelineConfig = PipelineConfig()) -> IngestResult:
-    with exclusive_lake(config):
-        return ingest_task(config)
-
-
-@flow(name="graph")
-def graph_flow(config: PipelineConfig = PipelineConfig()) -> GraphResult:
-    with exclusive_lake(config):
-        return graph_task(config, plan_task(config))
-
-
-@flow(name="walks")
-def walks_flow(config: PipelineConfig = PipelineConfig()) -> WalksResult:
-    with exclusive_lake(config):
-        return walks_task(config, plan_task(config))
-
-
-@flow(name="train")
-def train_flow(config: PipelineConfig = PipelineConfig()) -> TrainResult:
-    with exclusive_lake(config):
-        return train_task(config, plan_task(config))
-
-
-@flow(name="evaluate")
-def evaluate_flow(config: PipelineConfig = PipelineConfig()) -> EvaluateResult:
-    with exclusive_lake(config):
-        return evaluate_task(config, plan_task(config))
-
-
-@flow(name="publish")
-def publish_flow(config: PipelineConfig = PipelineConfig()) -> PublishResult:
-    with exclusive_lake(config):
-        plan = plan_task(config)
-        return publish_task(config, plan, evaluate_task(config, plan))
+    report: ReportResult
 
 
 @flow(name="nightly", log_prints=True)
 def nightly(config: PipelineConfig = PipelineConfig()) -> NightlyResult:
-    """Ingest new logs, then graph -> walks -> train -> evaluate -> publish for the run date.
+    """Ingest new logs, then graph -> walks -> train -> evaluate -> publish -> report for the run date.
 
-    One run at a time per lake; a stage whose inputs, settings and code are unchanged is skipped.
+    A stage whose inputs, settings and code are unchanged is skipped (Prefect state "Cached").
     """
-    with exclusive_lake(config):
-        ingested = ingest_task(config)
+    config.check_files()
+    with library_logs_to_prefect(), exclusive_lake(config.lake):
+        ingested = ingest_task(config.ingest, config.lake, config.spark)
         plan = plan_task(config, ingested)
-        graph = graph_task(config, plan)
-        walks = walks_task(config, plan)
-        trained = train_task(config, plan)
-        evaluated = evaluate_task(config, plan)
-        published = publish_task(config, plan, evaluated)
-    return NightlyResult(plan, ingested, graph, walks, trained, evaluated, published)
+        graph = graph_task(config.graph, plan, config.spark)
+        validation = (validation_task(config.evaluate.validation_pairs, config.graph, graph, plan, config.spark)
+                      if plan.validation else None)
+        walks = walks_task(config.walks, graph, plan, config.spark)
+        trained = train_task(config.train, graph, walks, validation, plan)
+        evaluated = evaluate_task(config.evaluate, config.graph, config.publish.champion_metric, graph, trained, plan,
+                                  config.spark)
+        published = publish_task(config.publish, evaluated, trained, graph, plan)
+        report = report_task(plan, ingested, graph, validation, walks, trained, evaluated, published)
+    return NightlyResult(plan, ingested, graph, validation, walks, trained, evaluated, published, report)
+
+
+@flow(name="ingest")
+def ingest_flow(config: PipelineConfig = PipelineConfig()) -> IngestResult:
+    """Ingest new raw files only (no training): e.g. as files arrive during the day."""
+    config.check_files()
+    with library_logs_to_prefect(), exclusive_lake(config.lake):
+        return ingest_task(config.ingest, config.lake, config.spark)

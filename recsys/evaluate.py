@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from recsys.config import EvaluateConfig
 from recsys.lake import write_parquet_atomic
 from recsys.metrics import auc_roc, hit_rate, precision_recall
-from recsys.models.base import ItemModel
+from recsys.models.base import ItemModel, TrainingInputs
+from recsys.report import plot_precision_recall
+from recsys.train import TrainResult, load_model
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,13 @@ class ModelScores:
 @dataclass(frozen=True)
 class EvaluateResult:
     metrics_path: str
-    report_path: str
     champion: str
-    rows: tuple[dict, ...]
+    metric: str
+    rows: tuple[dict, ...]  # one per model: the metrics table's rows
+    plots_path: str = ""  # the folder of the precision-recall plots, pr_<model>.png
+
+    def row(self, model: str) -> dict:
+        return next(r for r in self.rows if r["model"] == model)
 
 
 def score_model(model: ItemModel, holdout: pa.Table, k: int) -> ModelScores:
@@ -94,3 +99,24 @@ def pick_champion(table: pa.Table, metric: str) -> str:
 
 def write_metrics(table: pa.Table, path: Path) -> Path:
     return write_parquet_atomic(table, path)
+
+
+def evaluate_models(trained: TrainResult, inputs: TrainingInputs, holdout: pa.Table, k: int, champion_metric: str,
+                    context: dict, metrics_path: Path, plots: Path) -> EvaluateResult:
+    """Score every trained model on ``holdout``; write the metrics table and one precision-recall plot per model."""
+    scores = []
+    for trained_model in trained.models:
+        model = load_model(trained_model.name, Path(trained_model.path), inputs)
+        scores.append(score_model(model, holdout, k))
+        log.info("evaluate: %s AUC %.4f (seen %.4f, cold %.4f), HitRate@%d %.4f", model.name, scores[-1].auc,
+                 scores[-1].auc_seen, scores[-1].auc_cold, k, scores[-1].hit_rate)
+    seconds = {m.name: m.seconds for m in trained.models}
+    metrics = metrics_table(scores, holdout, context, k, seconds)
+    write_metrics(metrics, metrics_path)
+    title = f"{context['dataset']}, seed {context['seed']}\ntrain {context['train_from']}..{context['train_until']}, " \
+            f"test {context['test_from']}..{context['test_until']}"
+    for s in scores:
+        plot_precision_recall(s, title, plots / f"pr_{s.name}.png")
+    champion = pick_champion(metrics, champion_metric)
+    log.info("evaluate: champion by %s is %s; metrics at %s", champion_metric, champion, metrics_path)
+    return EvaluateResult(str(metrics_path), champion, champion_metric, tuple(metrics.to_pylist()), str(plots))

@@ -2,10 +2,12 @@
 
 Runs on Spark. Two events of one session at distance ``d <= window`` (in time order) form an edge
 between their items weighted ``max(w(type_a), w(type_b)) * decay**(d-1)``; edges are undirected
-(stored both ways), summed over all sessions, and dropped below ``min_weight``. Only the summed edge
-list (O(edges)) reaches the driver, where it becomes CSR arrays (``recsys.transition``). This is the
-session co-occurrence graph of Wang et al. 2018, "Billion-scale Commodity Embedding for
-E-commerce Recommendation in Alibaba", section 2.2.
+(stored both ways), summed over all sessions, and dropped below ``min_weight``. Sessions with more
+than ``max_session_length`` events (bots, crawlers) give no edges; ``GraphResult`` counts them. The
+pairs cost O(events * window), however long a session is. Only the summed edge list (O(edges))
+reaches the driver, where it becomes CSR arrays (``recsys.transition``). This is the session
+co-occurrence graph of Wang et al. 2018, "Billion-scale Commodity Embedding for E-commerce
+Recommendation in Alibaba", section 2.2.
 
 The stage also writes the run's item catalogue (``recsys.catalog``: the nodes, then the cold items of
 ``items/``). When learning curves are wanted, a ``ValidationSplit`` holds whole sessions of the last
@@ -44,6 +46,8 @@ class GraphResult:
     isolated_nodes: int
     cold_items: int = 0
     validation_events: int = 0
+    long_sessions: int = 0
+    long_session_events: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,19 +78,37 @@ def events_between(spark: SparkSession, lake: Lake, first: dt.date, last: dt.dat
 
 
 def session_pairs(events: DataFrame, config: GraphConfig) -> DataFrame:
-    """Ordered item pairs (src, dst, weight) of events at distance 1..window in a session, both ways."""
+    """Ordered item pairs (src, dst, weight) of events at distance 1..window in a session, both ways.
+
+    Events are ordered in their session by (event_time, item_id, event_type). Each event reads the
+    item and weight of the ``window`` events after it with ``lead`` (one sort per session, no join),
+    so the work is O(events * window) whatever a session's length. Sessions with more events than
+    ``config.max_session_length`` (bots, crawlers) give no pairs.
+    """
     weights = F.create_map(*[F.lit(x) for kv in sorted(config.event_weights.items()) for x in kv])
-    order = Window.partitionBy("session_id").orderBy("event_time", "item_id", "event_type")
-    positioned = events.select("session_id", "item_id", weights[F.col("event_type")].alias("w"),
-                               F.row_number().over(order).alias("pos"))
-    a, b = positioned.alias("a"), positioned.alias("b")
-    joined = a.join(b, (F.col("a.session_id") == F.col("b.session_id"))
-                    & (F.col("b.pos") > F.col("a.pos")) & (F.col("b.pos") <= F.col("a.pos") + config.window))
-    distance = F.col("b.pos") - F.col("a.pos")
-    pairs = joined.where(F.col("a.item_id") != F.col("b.item_id")).select(
-        F.col("a.item_id").alias("src"), F.col("b.item_id").alias("dst"),
-        (F.greatest("a.w", "b.w") * F.pow(F.lit(config.decay), distance - 1)).alias("weight"))
-    return pairs.unionByName(pairs.select(F.col("dst").alias("src"), F.col("src").alias("dst"), "weight"))
+    session = Window.partitionBy("session_id")
+    order = session.orderBy("event_time", "item_id", "event_type")
+    weighted = events.select("session_id", "event_time", "item_id", "event_type",
+                             weights[F.col("event_type")].alias("w"))
+    ahead = [F.count(F.lit(1)).over(session).alias("_events")]
+    for d in range(1, config.window + 1):
+        ahead += [F.lead("item_id", d).over(order).alias(f"_item{d}"), F.lead("w", d).over(order).alias(f"_w{d}")]
+    near = weighted.select("item_id", "w", *ahead).where(F.col("_events") <= config.max_session_length)
+    pairs = []
+    for d in range(1, config.window + 1):
+        this, other = F.col("item_id"), F.col(f"_item{d}")
+        weight = (F.greatest("w", f"_w{d}") * F.pow(F.lit(config.decay), F.lit(d - 1))).alias("weight")
+        pairs += [F.struct(this.alias("src"), other.alias("dst"), weight),
+                  F.struct(other.alias("src"), this.alias("dst"), weight)]
+    # a pair past the session's end has a null item, and null != x is not true: both are dropped here
+    return near.select(F.inline(F.array(*pairs))).where(F.col("src") != F.col("dst"))
+
+
+def long_sessions(events: DataFrame, max_length: int) -> tuple[int, int]:
+    """Sessions with more than ``max_length`` events, and their events: what ``session_pairs`` leaves out."""
+    lengths = events.groupBy("session_id").count().where(F.col("count") > max_length)
+    row = lengths.agg(F.count("*").alias("sessions"), F.sum("count").alias("events")).first()
+    return int(row["sessions"] or 0), int(row["events"] or 0)
 
 
 def summed_edges(pairs: DataFrame, min_weight: float) -> DataFrame:
@@ -107,6 +129,7 @@ def build_graph(spark: SparkSession, config: GraphConfig, lake: Lake, window: Ti
     """Write the transition table, item statistics and catalogue of the training window to ``out``."""
     events = training_events(spark, lake, window, validation).cache()
     stats = _item_stats(events)
+    n_long, long_events = long_sessions(events, config.max_session_length)
     edges = summed_edges(session_pairs(events, config), config.min_weight).toArrow()
     events.unpersist()
     table = _transition_table(stats, edges)
@@ -118,10 +141,12 @@ def build_graph(spark: SparkSession, config: GraphConfig, lake: Lake, window: Ti
     result = GraphResult(path=str(out), nodes=table.n_nodes, edges=table.n_edges,
                          train_events=int(pc.sum(stats.column("events")).as_py() or 0),
                          isolated_nodes=int((table.out_degree() == 0).sum()), cold_items=catalog.n_cold,
-                         validation_events=held_out)
+                         validation_events=held_out, long_sessions=n_long, long_session_events=long_events)
     log.info("graph: %s -> %d nodes, %d directed edges (%d nodes without neighbours) from %d events "
-             "(%d held out for validation); %d cold items with side information; at %s", window.describe(), result.nodes,
-             result.edges, result.isolated_nodes, result.train_events, held_out, result.cold_items, out)
+             "(%d held out for validation; %d events of %d sessions longer than %d left out); "
+             "%d cold items with side information; at %s", window.describe(), result.nodes, result.edges,
+             result.isolated_nodes, result.train_events, held_out, long_events, n_long, config.max_session_length,
+             result.cold_items, out)
     return result
 
 

@@ -31,13 +31,10 @@ from pyspark.sql import functions as F
 from recsys.catalog import CATALOG_FILE, Catalog
 from recsys.config import EvaluateConfig, GraphConfig
 from recsys.graph import ValidationSplit, events_between, session_pairs
-from recsys.lake import Lake
+from recsys.lake import PAIRS_FILE, Lake
 from recsys.timewindow import TimeWindow
 
 log = logging.getLogger(__name__)
-
-PAIRS_FILE = "pairs.parquet"
-
 
 @dataclass(frozen=True)
 class HoldoutResult:

@@ -99,10 +99,10 @@ def ingest(spark: SparkSession, config: IngestConfig, lake: Lake, now: dt.dateti
     mapping = config.column_mapping()
     now = now or dt.datetime.now(dt.timezone.utc)
     remove_unfinished_batches(lake)
-    found = list_raw_files(config.input, mapping.format)
+    found = list_raw_files(config.source(), mapping.format)
     seen = ingested_checksums(lake)
     new_files = _unique_new(found, seen)
-    log.info("ingest: %d raw file(s) under %s, %d new", len(found), config.input, len(new_files))
+    log.info("ingest: %d raw file(s) under %s, %d new", len(found), config.source(), len(new_files))
     if not new_files:
         items_path = _write_items(spark, config, lake, None)
         return IngestResult(len(found), 0, len(found), 0, 0, 0, 0, (), str(lake.events), None, items_path)
@@ -275,12 +275,12 @@ def _not_in_lake(spark: SparkSession, events: DataFrame, lake: Lake) -> DataFram
     if not lake.events.exists() or not any(lake.events.glob("event_date=*/*.parquet")):
         return events
     dates = [str(r[0]) for r in events.select(F.to_date("event_time").alias("d")).distinct().collect()]
-    stored_days = [d for d in dates if any((lake.events / f"event_date={d}").glob("*.parquet"))]
+    stored_days = [d for d in dates if any(lake.event_day(d).glob("*.parquet"))]
     if not stored_days:
         return events
     key = ["event_time", "user_id", "item_id", "event_type"]
     stored = spark.read.option("basePath", str(lake.events)).parquet(
-        *[str(lake.events / f"event_date={d}") for d in stored_days]).select(*key).distinct()
+        *[str(lake.event_day(d)) for d in stored_days]).select(*key).distinct()
     return events.join(stored, on=key, how="left_anti")
 
 
@@ -299,7 +299,7 @@ def _too_old(typed: DataFrame, lake: Lake, max_late_days: int) -> DataFrame:
 
 
 def _write_quarantine(rejected: DataFrame, lake: Lake, now: dt.datetime, batch_id: str) -> str:
-    out = lake.quarantine / f"ingest_date={now:%Y-%m-%d}"
+    out = lake.quarantine_day(f"{now:%Y-%m-%d}")
     rows = rejected.select(*QUARANTINE_COLUMNS).withColumn("batch_id", F.lit(batch_id)).orderBy("source_file", "line")
     table = rows.toArrow()
     write_parquet_atomic(table, out / f"{batch_id}.parquet")
@@ -349,7 +349,7 @@ def _items_from_events(accepted: DataFrame | None) -> pa.Table | None:
 
 
 def _items_from_file(spark: SparkSession, config: IngestConfig) -> pa.Table | None:
-    path, mapping = config.items_input, config.items_columns()
+    path, mapping = config.items_source(), config.items_columns()
     if path is None:
         return None
     frame = spark.read.option("header", True).option("sep", mapping.delimiter).option("mode", "PERMISSIVE").csv(str(path))

@@ -4,18 +4,16 @@
 path by hand. Writes go to a temporary name and are renamed into place, so a reader never sees half
 a file. Every temporary name is hidden and ends in ``.tmp``, ``.staging``, ``.old`` or ``.removed``,
 so what a killed run leaves behind is recognisable, and ``remove_leftovers`` deletes it at the start
-of the next run. ``LakeLock`` keeps two runs from working in one lake at once.
+of the next run.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
 import re
 import shutil
-import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
+PAIRS_FILE = "pairs.parquet"  # the holdout and validation pairs inside their folders
 LEFTOVER = re.compile(r"^\..+\.[0-9a-f]{8,32}\.(tmp|staging|old|removed)$")
 
 
@@ -44,11 +43,15 @@ class RunPaths:
         return self.root / "walks"
 
     @property
-    def corpus(self) -> Path:
-        return self.root / "walks_corpus.txt"
+    def validation(self) -> Path:
+        return self.root / "validation"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
 
     def model(self, name: str) -> Path:
-        return self.root / "models" / name
+        return self.models / name
 
     @property
     def holdout(self) -> Path:
@@ -75,6 +78,10 @@ class Lake:
     def events(self) -> Path:
         return self.root / "events"
 
+    def event_day(self, day) -> Path:
+        """The partition of one event date (``datetime.date`` or ISO string)."""
+        return self.events / f"event_date={day}"
+
     @property
     def items(self) -> Path:
         return self.root / "items"
@@ -82,6 +89,10 @@ class Lake:
     @property
     def quarantine(self) -> Path:
         return self.root / "quarantine"
+
+    def quarantine_day(self, day) -> Path:
+        """The quarantine partition of one ingest date (``datetime.date`` or ISO string)."""
+        return self.quarantine / f"ingest_date={day}"
 
     @property
     def manifest(self) -> Path:
@@ -97,12 +108,18 @@ class Lake:
     def published(self, table: str) -> Path:
         return self.recommendations / table
 
-    def published_version(self, table: str, run_date: str) -> Path:
-        return self.published(table) / f"run_date={run_date}"
-
     @property
     def latest_pointer(self) -> Path:
         return self.recommendations / "_LATEST"
+
+    @property
+    def run_lock(self) -> Path:
+        return self.root / "_RUN_LOCK"
+
+    @property
+    def stage_cache(self) -> Path:
+        """Where Prefect keeps the cached results of this lake's stages (small JSON records)."""
+        return self.root / "runs" / "_cache"
 
 
 def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
@@ -164,64 +181,6 @@ def remove_leftovers(root: Path) -> list[Path]:
     if found:
         log.info("removed %d leftover(s) of an interrupted run under %s", len(found), root)
     return found
-
-
-class LakeBusyError(RuntimeError):
-    pass
-
-
-class LakeLock:
-    """One run at a time per lake: ``_RUN_LOCK`` holds the owner's host and pid.
-
-    A lock whose process is gone (a killed run on this host) is taken over; one held by a live
-    process, or by another host, makes the new run fail with a message naming the owner.
-    """
-
-    def __init__(self, root: Path):
-        self.path = Path(root) / "_RUN_LOCK"
-        self.owner = {"host": socket.gethostname(), "pid": os.getpid()}
-
-    def __enter__(self) -> "LakeLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        claim = temporary_sibling(self.path, "tmp")
-        claim.write_text(json.dumps({**self.owner, "since": dt.datetime.now(dt.timezone.utc).isoformat()}))
-        try:
-            while True:
-                try:
-                    os.link(claim, self.path)  # creates the lock, contents and all, only if there is none
-                    return self
-                except FileExistsError:
-                    self._take_over_if_stale()
-        finally:
-            claim.unlink(missing_ok=True)
-
-    def _take_over_if_stale(self) -> None:
-        try:
-            holder = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return
-        if holder.get("host") == self.owner["host"] and not _alive(int(holder.get("pid", -1))):
-            log.warning("lake lock %s was held by pid %s, which is gone (a killed run): taking it over",
-                        self.path, holder.get("pid"))
-            self.path.unlink(missing_ok=True)
-            return
-        raise LakeBusyError(f"another run holds the lake lock {self.path}: {holder}. Wait for it to finish; "
-                            "if that run is dead on another host, delete the lock file")
-
-    def __exit__(self, *exc: object) -> None:
-        self.path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_parquet_dir(path: Path) -> pa.Table:

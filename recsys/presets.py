@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from recsys.config import ColumnMapping, ItemsMapping
+from recsys.mapping import ColumnMapping, ItemsMapping
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 

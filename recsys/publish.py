@@ -1,30 +1,53 @@
-"""The publish stage: the champion's top-N item-to-item table, versioned by run date.
+"""The publish stage: the champion's top-N item-to-item table, published as a Delta Lake table.
 
-Each publication is a new folder ``run_date=YYYY-MM-DD/version=<UTC time>-<run id>/``: the table is
-written to a hidden staging folder, renamed to that name in one step, and only then is ``_LATEST``
-rewritten (atomically) to point at it. No folder a reader may be reading is ever changed in place:
-a re-publication of the same run date goes to a new folder, and the one it supersedes is removed
-only after ``_LATEST`` has moved on. So a reader sees the old version or the new one, never a part
-or a mix. ``read_latest`` is the documented way for a service to load the table.
+``recommendations/item_to_item`` is a Delta table: Parquet data files plus the transaction log
+``_delta_log/``, as the Delta Transaction Log Protocol defines it
+(https://github.com/delta-io/delta/blob/master/PROTOCOL.md), written with the ``deltalake`` package
+(delta-rs; no Spark, no server). Its current snapshot is exactly the recommendations of one run.
+A publication follows the protocol's two phases of a write (PROTOCOL.md, "Overview"):
+
+1. the gate (``gate``): a champion worse than the run the table holds now, or with no metric at all,
+   commits nothing;
+2. the run's rows go to a new data file ``part-00000-<uuid>.parquet`` in the table folder. No commit
+   names it, so no reader sees it: a snapshot is the files the log has added and not removed
+   ("Action Reconciliation");
+3. ``_commit`` appends one commit: an overwrite that removes every file of the previous snapshot and
+   adds the new one, and whose ``commitInfo`` records the run (run_id, run_date, model, metric, rows,
+   and metrics and data files as JSON; "Commit Provenance Information"). A commit is one new file
+   ``_delta_log/<version>.json``, and these files are the table's unit of atomicity ("Delta Log
+   Entries"), so a reader sees the previous snapshot or the new one, never a part or a mix. A process
+   killed before this step leaves the table as it was, plus an unreferenced data file that the next
+   vacuum deletes;
+4. ``_LATEST`` is rewritten (atomically) for compatibility. It is informational: services read the
+   Delta table, and the gate and rollback read the log;
+5. retention vacuums the data files of the commits of older run dates (``_retain``).
+
+Rollback is Delta's RESTORE to the newest commit of a run date: a new commit that carries the
+restored run's metadata, so the gate then compares with the restored run. The run a snapshot holds is
+the newest commit that carries run metadata (vacuum's own commits carry none). One writer at a time:
+the pipeline's lake lock.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
-import os
-import datetime as dt
-import time
+import math
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable
+from deltalake.schema import Schema
+from deltalake.transaction import AddAction, create_table_with_add_actions
 
-from recsys.faults import pause_point
-from recsys.lake import Lake, remove_dir, temporary_sibling, write_json_atomic
 from recsys.catalog import Catalog
+from recsys.lake import Lake, write_json_atomic
 from recsys.models.base import ItemModel
 
 log = logging.getLogger(__name__)
@@ -35,22 +58,24 @@ ITEM_TO_ITEM_SCHEMA = pa.schema([
     ("score", pa.float32()), ("model", pa.string()), ("run_id", pa.string()),
 ])
 BLOCK_ITEMS = 4096
-
-
-VERSION_FILE = "_VERSION.json"  # inside each version folder: the pointer that names it (for rollback)
+# A checkpoint every 10 commits (Delta's default is 100): loading the table replays at most 10 JSON
+# commits after the newest checkpoint, which keeps every reader's load fast (a night is 1 to 3 commits).
+TABLE_CONFIGURATION = {"delta.checkpointInterval": "10"}
+RUN_KEYS = ("run_id", "run_date", "model", "metric", "metrics", "rows", "files")  # what each commit records
 
 
 @dataclass(frozen=True)
 class PublishResult:
     table: str
-    path: str
+    path: str  # the Delta table folder
     rows: int
     items: int
     model: str
     latest: str
     published: bool = True
     reason: str = ""
-    removed_versions: tuple[str, ...] = ()
+    removed_versions: tuple[str, ...] = ()  # run dates whose data files retention removed
+    version: int | None = None  # the Delta version committed; None when refused
 
 
 def read_pointer(lake: Lake) -> dict | None:
@@ -58,17 +83,18 @@ def read_pointer(lake: Lake) -> dict | None:
 
 
 def gate(previous: dict | None, headline: dict[str, float | None], metric: str, tolerance: float) -> str:
-    """Why the new version must not be published, or "" when it may be.
+    """Why the new run must not be published, or "" when it may be.
 
-    It may not when its ``metric`` is lower than the last published version's by more than
-    ``tolerance`` (absolute), or when the metric could not be computed at all.
+    ``previous`` is the run the table holds now (``current_run``: its ``run_date`` and ``metrics``).
+    It may not when its ``metric`` is lower than that run's by more than ``tolerance`` (absolute), or
+    when the metric could not be computed at all.
     """
-    new = headline.get(metric)
+    new = _finite(headline.get(metric))
     if new is None:
         return f"{metric} could not be computed for this run"
-    old = ((previous or {}).get("tables", {}).get(ITEM_TO_ITEM, {}).get("metrics") or {}).get(metric)
+    old = _finite(((previous or {}).get("metrics") or {}).get(metric))
     if old is not None and new < old - tolerance:
-        return (f"{metric} {new:.4f} is worse than the published {previous['run_date']} version's {old:.4f} "
+        return (f"{metric} {new:.4f} is worse than the published {previous['run_date']} run's {old:.4f} "
                 f"by more than the tolerance {tolerance}")
     return ""
 
@@ -102,86 +128,162 @@ def item_to_item_table(model: ItemModel, catalog: Catalog, n: int, run_id: str) 
 def publish_item_to_item(lake: Lake, recs: pa.Table, run_date: str, run_id: str, model: str,
                          headline: dict[str, float | None], metric: str = "auc", tolerance: float = 1.0,
                          retention: int = 0) -> PublishResult:
-    """Write a new version for ``run_date``, then point ``_LATEST`` at it, unless the gate says no."""
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-    target = lake.published_version(ITEM_TO_ITEM, run_date) / f"version={stamp}-{run_id}"
-    items = len(set(recs.column("item_id").to_pylist()))
-    refused = gate(read_pointer(lake), headline, metric, tolerance)
+    """Commit ``recs`` as the table's new snapshot (one Delta commit), unless the gate says no.
+
+    ``retention`` > 0 then keeps the data files of the newest ``retention`` run dates only.
+    """
+    path = lake.published(ITEM_TO_ITEM)
+    items = pc.count_distinct(recs.column("item_id")).as_py()
+    refused = gate(current_run(lake), headline, metric, tolerance)
     if refused:
         log.warning("publish: nothing published for %s: %s", run_date, refused)
-        return PublishResult(ITEM_TO_ITEM, str(target), recs.num_rows, items, model, str(lake.latest_pointer),
+        return PublishResult(ITEM_TO_ITEM, str(path), recs.num_rows, items, model, str(lake.latest_pointer),
                              published=False, reason=refused)
-    pointer = {"run_date": run_date, "run_id": run_id, "published_at": stamp,
-               "tables": {ITEM_TO_ITEM: {"path": str(target.relative_to(lake.recommendations)), "model": model,
-                                         "rows": recs.num_rows, "metrics": headline}}}
-    staging = temporary_sibling(target, "staging")
-    staging.mkdir(parents=True)
-    pq.write_table(recs, staging / "part-00000.parquet")
-    write_json_atomic(pointer, staging / VERSION_FILE)
-    pause_point("publish")
-    os.rename(staging, target)
-    write_json_atomic(pointer, lake.latest_pointer)
-    for superseded in versions(lake, run_date)[:-1]:
-        remove_dir(superseded)
-    removed = remove_old_versions(lake, retention) if retention else ()
-    log.info("publish: %s -> %d rows for %d items from %s at %s; _LATEST -> %s", ITEM_TO_ITEM, recs.num_rows,
-             items, model, target, run_date)
-    return PublishResult(ITEM_TO_ITEM, str(target), recs.num_rows, items, model, str(lake.latest_pointer),
-                         removed_versions=removed)
+    name = f"part-00000-{uuid.uuid4()}.parquet"
+    run = {"run_id": run_id, "run_date": run_date, "model": model, "metric": metric,
+           "metrics": {k: _finite(v) for k, v in headline.items()}, "rows": recs.num_rows, "files": [name]}
+    path.mkdir(parents=True, exist_ok=True)
+    pq.write_table(recs.cast(ITEM_TO_ITEM_SCHEMA), path / name)
+    stat = (path / name).stat()
+    add = AddAction(name, stat.st_size, {}, stat.st_mtime_ns // 1_000_000, True,
+                    json.dumps({"numRecords": recs.num_rows}))
+    version = _commit(path, add, run)
+    write_json_atomic(_pointer(run, version), lake.latest_pointer)
+    removed = _retain(path, retention) if retention else ()
+    log.info("publish: %s -> %d rows for %d items from %s, Delta version %d of %s", ITEM_TO_ITEM,
+             recs.num_rows, items, model, version, path)
+    return PublishResult(ITEM_TO_ITEM, str(path), recs.num_rows, items, model, str(lake.latest_pointer),
+                         removed_versions=removed, version=version)
 
 
-def versions(lake: Lake, run_date: str, table: str = ITEM_TO_ITEM) -> list[Path]:
-    """The complete versions published for ``run_date``, oldest first."""
-    folder = lake.published_version(table, run_date)
-    found = folder.glob("version=*") if folder.exists() else []
-    return sorted(p for p in found if (p / VERSION_FILE).exists())
+def _commit(path: Path, add: AddAction, run: dict) -> int:
+    """Make the data file ``add`` the table's whole snapshot in one commit; return its version.
 
-
-def published_dates(lake: Lake, table: str = ITEM_TO_ITEM) -> list[str]:
-    folder = lake.published(table)
-    if not folder.exists():
-        return []
-    dates = (p.name.split("=", 1)[1] for p in folder.glob("run_date=*") if p.is_dir())
-    return sorted(d for d in dates if versions(lake, d, table))
-
-
-def remove_old_versions(lake: Lake, keep: int, table: str = ITEM_TO_ITEM) -> tuple[str, ...]:
-    """Delete all but the newest ``keep`` run dates; the one ``_LATEST`` names is never deleted."""
-    latest = (read_pointer(lake) or {}).get("run_date")
-    dates = published_dates(lake, table)
-    doomed = [d for d in dates[:-keep] if d != latest] if keep < len(dates) else []
-    for run_date in doomed:
-        remove_dir(lake.published_version(table, run_date))
-    if doomed:
-        log.info("publish: retention %d removed version(s) %s", keep, ", ".join(doomed))
-    return tuple(doomed)
+    When this is called the data file is complete in the table folder, and nothing else has changed:
+    the log and ``_LATEST`` are as the previous publication left them.
+    """
+    properties = CommitProperties(custom_metadata=_commit_info(run))
+    if not DeltaTable.is_deltatable(str(path)):
+        create_table_with_add_actions(str(path), Schema.from_arrow(ITEM_TO_ITEM_SCHEMA), [add], "overwrite",
+                                      configuration=TABLE_CONFIGURATION, commit_properties=properties)
+        return DeltaTable(path).version()
+    table = DeltaTable(path)
+    table.create_write_transaction([add], "overwrite", ITEM_TO_ITEM_SCHEMA, commit_properties=properties)
+    table.update_incremental()  # one writer at a time (the lake lock): the newest version is this commit
+    return table.version()
 
 
 def rollback(lake: Lake, run_date: str, table: str = ITEM_TO_ITEM) -> dict:
-    """Point ``_LATEST`` back at the published version of ``run_date``."""
-    found = versions(lake, run_date, table)
+    """Restore the table to the newest readable commit of ``run_date`` and rewrite ``_LATEST``."""
+    path = lake.published(table)
+    delta = _open(path)
+    runs = _runs(delta)
+    found = [c for c in runs if c["run_date"] == run_date and _readable(path, c)]
     if not found:
-        raise FileNotFoundError(f"no published {table} version for {run_date} (have: {published_dates(lake, table)})")
-    pointer = json.loads((found[-1] / VERSION_FILE).read_text())
+        raise FileNotFoundError(f"no published {table} commit for {run_date} (have: {_dates(path, runs)})")
+    target = found[-1]
+    version = target["version"]
+    if runs[-1]["version"] != version:  # else the snapshot already is that commit's
+        delta.restore(version, commit_properties=CommitProperties(
+            custom_metadata={**_commit_info(target), "restored_version": str(version)}))
+        delta.update_incremental()
+        version = delta.version()
+    pointer = _pointer(target, version)
     write_json_atomic(pointer, lake.latest_pointer)
-    log.info("rollback: _LATEST -> %s (run %s)", run_date, pointer["run_id"])
+    log.info("rollback: %s restored to %s (run %s), Delta version %d", table, run_date, target["run_id"], version)
     return pointer
 
 
-def read_latest(lake_root: str | Path, table: str = ITEM_TO_ITEM, attempts: int = 5) -> pa.Table:
-    """The latest published version of ``table`` as a pyarrow Table (``.to_pandas()`` for pandas).
+def published_dates(lake: Lake, table: str = ITEM_TO_ITEM) -> list[str]:
+    """Run dates with a commit whose data files are all still there (not vacuumed), sorted."""
+    path = lake.published(table)
+    return _dates(path, _runs(_open(path)))
 
-    A version is removed only after ``_LATEST`` has moved past it, so a read that loses that race
-    finds its folder gone; it then reads the pointer again (never a part of either version).
+
+def current_run(lake: Lake, table: str = ITEM_TO_ITEM) -> dict | None:
+    """The run the table's snapshot holds: the newest commit with run metadata (a publish or a restore).
+
+    Its keys: run_id, run_date, model, metric, metrics, rows, files, version, timestamp.
     """
-    recommendations = Path(lake_root) / "recommendations"
+    runs = _runs(_open(lake.published(table)))
+    return runs[-1] if runs else None
+
+
+def read_latest(lake_root: str | Path, table: str = ITEM_TO_ITEM, attempts: int = 5) -> pa.Table:
+    """The table's current snapshot as a pyarrow Table (``DeltaTable(path).to_pyarrow_table()``).
+
+    Retention may delete the files of a snapshot that has just been replaced; a read that loses that
+    race loads the table again.
+    """
+    path = Lake(Path(lake_root)).published(table)
     for attempt in range(attempts):
-        pointer = json.loads((recommendations / "_LATEST").read_text())
-        folder = recommendations / pointer["tables"][table]["path"]
+        delta = DeltaTable(path)
         try:
-            return pq.read_table(folder / "part-00000.parquet")
-        except (FileNotFoundError, OSError):
-            if attempt == attempts - 1 or folder.exists():
+            return delta.to_pyarrow_table()
+        except FileNotFoundError:
+            if attempt == attempts - 1 or DeltaTable(path).version() == delta.version():
                 raise
-            time.sleep(0.05)
     raise AssertionError("unreachable")
+
+
+def _retain(path: Path, keep: int) -> tuple[str, ...]:
+    """Delete the data files of all but the newest ``keep`` run dates' commits; return the dates removed.
+
+    Delta's vacuum deletes the files that neither the current snapshot nor the commits it is told to
+    keep reference. Its retention is a time, and every commit of a test lands within one second, so it
+    runs with no time threshold and names the commits to keep instead (``keep_versions``). ``full``
+    also deletes data files that no commit ever referenced (left by a publish killed before its commit).
+    """
+    delta = DeltaTable(path)
+    runs = _runs(delta)
+    before = _dates(path, runs)
+    kept = set(before[-keep:])
+    delta.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False, full=True,
+                 keep_versions=[c["version"] for c in runs if c["run_date"] in kept and _readable(path, c)])
+    removed = tuple(sorted(set(before) - set(_dates(path, runs))))
+    if removed:
+        log.info("publish: retention %d removed the data files of %s", keep, ", ".join(removed))
+    return removed
+
+
+def _open(path: Path) -> DeltaTable | None:
+    return DeltaTable(path) if DeltaTable.is_deltatable(str(path)) else None
+
+
+def _runs(delta: DeltaTable | None) -> list[dict]:
+    """The commits that record a run (publishes and restores), oldest first, with their run metadata."""
+    runs = [{**{k: info[k] for k in RUN_KEYS}, "version": info["version"], "timestamp": info["timestamp"]}
+            for info in (delta.history() if delta else []) if all(k in info for k in RUN_KEYS)]
+    for run in runs:
+        run["metrics"], run["rows"], run["files"] = json.loads(run["metrics"]), int(run["rows"]), json.loads(run["files"])
+    return sorted(runs, key=lambda run: run["version"])
+
+
+def _readable(path: Path, run: dict) -> bool:
+    """Whether the data files of a run's commit are all still there (a local lake).
+
+    The commit records them, which is much cheaper than loading the table at each version.
+    """
+    return all((path / name).exists() for name in run["files"])
+
+
+def _dates(path: Path, runs: list[dict]) -> list[str]:
+    return sorted({c["run_date"] for c in runs if _readable(path, c)})
+
+
+def _commit_info(run: dict) -> dict[str, str]:
+    """The run as string-valued ``commitInfo`` fields; metrics as JSON with NaN and None as null."""
+    return {"run_id": run["run_id"], "run_date": run["run_date"], "model": run["model"], "metric": run["metric"],
+            "metrics": json.dumps({k: _finite(v) for k, v in run["metrics"].items()}, sort_keys=True),
+            "rows": str(run["rows"]), "files": json.dumps(run["files"])}
+
+
+def _pointer(run: dict, version: int) -> dict:
+    return {"run_date": run["run_date"], "run_id": run["run_id"],
+            "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "tables": {ITEM_TO_ITEM: {"path": ITEM_TO_ITEM, "model": run["model"], "rows": run["rows"],
+                                      "metrics": run["metrics"], "delta_version": version}}}
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)

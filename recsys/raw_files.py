@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recsys.config import ColumnMapping
+from recsys.mapping import ColumnMapping
 
 # Canonical raw fields every parser emits, as strings (None where absent).
 FIELDS = ("user_id", "item_id", "time_raw", "time_offset", "event_type_raw", "session_raw", "category", "brand", "price")

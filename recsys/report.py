@@ -1,10 +1,12 @@
-"""The run report: a Markdown page with the metrics table, the window and seed, one precision-recall
-plot per model and the PyTorch models' learning curves (validation AUC-ROC per epoch), so every
-figure says which data, split and seed produced it."""
+"""The run report: a Markdown page with the metrics table, the window and seed, the stages' counts,
+one precision-recall plot per model, the PyTorch models' learning curves (validation AUC-ROC per
+epoch) and what publishing did, so every figure says which data, split and seed produced it.
+It is written once, at the end of a run, from the stages' results."""
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import matplotlib
@@ -13,12 +15,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from recsys.evaluate import ModelScores  # noqa: E402
+
 from recsys.lake import write_text_atomic  # noqa: E402
-from recsys.models import BASELINES  # noqa: E402
+from recsys.models import baselines  # noqa: E402
 
 
-def plot_precision_recall(scores: ModelScores, title: str, path: Path) -> Path:
+def plot_precision_recall(scores, title: str, path: Path) -> Path:
+    """``scores`` has ``name``, ``precision`` and ``recall`` (``recsys.evaluate.ModelScores``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(4.5, 3.5), dpi=100)
     ax.plot(scores.recall, scores.precision, lw=1.5)
@@ -85,9 +88,9 @@ def comparison_lines(metrics: pa.Table) -> list[str]:
     rows = {r["model"]: r for r in metrics.to_pylist()}
     lines = []
     for name, row in rows.items():
-        if name in BASELINES:
+        if name in baselines():
             continue
-        for base in BASELINES:
+        for base in baselines():
             if base not in rows:
                 continue
             for metric, label in (("auc", "AUC-ROC"), ("auc_seen", "AUC-ROC (seen)"), ("auc_cold", "AUC-ROC (cold)"),
@@ -100,9 +103,12 @@ def comparison_lines(metrics: pa.Table) -> list[str]:
     return lines
 
 
-def write_report(path: Path, metrics: pa.Table, scores: list[ModelScores], context: dict, champion: str,
-                 metric: str, stage_counts: dict[str, dict], curves: dict[str, list[dict]] | None = None) -> Path:
-    plots = path.parent / "plots"
+def write_report(path: Path, metrics: pa.Table, context: dict, champion: str, metric: str,
+                 stage_counts: dict[str, dict], curves: dict[str, list[dict]] | None = None,
+                 publication: str = "", pr_plots: Path | None = None) -> Path:
+    """The report of one run; the precision-recall plots are the evaluate stage's ``pr_<model>.png`` in
+    ``pr_plots`` (default: ``plots/`` beside the report; a cached evaluation's are in its own run's folder)."""
+    pr_plots = pr_plots or path.parent / "plots"
     split = (f"train {context['train_from']}..{context['train_until']}, "
              f"test {context['test_from']}..{context['test_until']}")
     lines = [
@@ -129,13 +135,15 @@ def write_report(path: Path, metrics: pa.Table, scores: list[ModelScores], conte
         *[f"- {stage}: " + ", ".join(f"{k}={v}" for k, v in counts.items()) for stage, counts in stage_counts.items()],
         "",
         *_learning_curves_section(curves or {}, context, path.parent / "plots"),
+        "## Publication",
+        "",
+        publication or "Not published in this run.",
+        "",
         "## Precision-recall",
         "",
+        *[f"![precision-recall {name}]({os.path.relpath(pr_plots / f'pr_{name}.png', path.parent)})"
+          for name in metrics.column("model").to_pylist() if (pr_plots / f"pr_{name}.png").exists()],
     ]
-    for s in scores:
-        title = f"{context['dataset']}, seed {context['seed']}\n{split}"
-        png = plot_precision_recall(s, title, plots / f"pr_{s.name}.png")
-        lines.append(f"![precision-recall {s.name}](plots/{png.name})")
     return write_text_atomic("\n".join(lines) + "\n", path)
 
 

@@ -1,6 +1,6 @@
 """The embedded sample: a deterministic synthetic e-commerce log with planted structure.
 
-``python -m recsys.sample --out data/sample --seed 7`` writes the files committed under ``data/sample/``:
+``python -m recsys.sample --out recsys/sample_data --seed 7`` writes the files committed under ``recsys/sample_data/`` (package data: the wheel ships them):
 
 - ``events.csv.gz``: ``timestamp,user_id,item_id,event_type``; ISO 8601 UTC seconds
   (``2024-03-01T08:15:03Z``), types ``view``/``cart``/``purchase``, rows sorted by all four columns;
@@ -264,7 +264,7 @@ def write_sample(out_dir: Path, seed: int = 7) -> tuple[Path, Path]:
 
 def main(argv: list[str] | None = None) -> None:
     cli = argparse.ArgumentParser(description="Write the embedded sample log (events.csv.gz, items.csv.gz).")
-    cli.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "sample")
+    cli.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "sample_data")
     cli.add_argument("--seed", type=int, default=7)
     arguments = cli.parse_args(argv)
     for written in write_sample(arguments.out, arguments.seed):

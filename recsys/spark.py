@@ -7,8 +7,11 @@ walk kernel and the project's modules import the same way on both sides.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
+from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
@@ -41,3 +44,28 @@ def spark_session(config: SparkConfig, app_name: str = "recsys-nightly") -> Spar
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+@contextlib.contextmanager
+def job_progress(spark: SparkSession, report: Callable[[int, int], None] | None, every_seconds: float = 1.0):
+    """Call ``report(tasks done, tasks in all)`` for the running Spark stages until the block ends (a
+    daemon thread reading Spark's status tracker; only for progress bars, never for control)."""
+    if report is None:
+        yield
+        return
+    tracker, stop = spark.sparkContext.statusTracker(), threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(every_seconds):
+            stages = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
+            stages = [s for s in stages if s is not None]
+            if stages:
+                report(sum(s.numCompletedTasks for s in stages), sum(s.numTasks for s in stages))
+
+    thread = threading.Thread(target=poll, name="spark-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -1,20 +1,31 @@
-"""The train stage: fit every model named in the config and store it under the run's ``models/``."""
+"""The train stage: fit every model named in the config on data loaded once, and store each under ``models/``.
+
+``load_training_inputs`` reads the graph stage's transition table, item statistics and catalogue,
+the walks and the validation pairs into memory (``TrainingInputs``); ``train_models`` hands them to
+each model's ``fit`` with that model's own params, so no model reads a file.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from recsys.config import TrainConfig
-from recsys.faults import pause_point
-from recsys.lake import replace_dir, temporary_sibling
-from recsys.models import model_class
-from recsys.models.base import ItemModel, TrainingInputs
+import pyarrow.parquet as pq
+
+from recsys.catalog import CATALOG_FILE, Catalog, build_catalog
+from recsys.lake import PAIRS_FILE, read_walks, replace_dir, temporary_sibling
+from recsys.models import model_class, spec_of
+from recsys.models.base import Model, TrainingInputs, ValidationPairs
+from recsys.transition import TransitionTable, load_item_stats
 
 log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (model, epochs done, epochs in all)
 
 
 @dataclass(frozen=True)
@@ -22,32 +33,66 @@ class TrainedModel:
     name: str
     path: str
     seconds: float
+    serves: tuple[str, ...] = ()
+    curve: tuple[dict, ...] = ()  # validation AUC and loss per epoch (PyTorch models)
 
 
 @dataclass(frozen=True)
 class TrainResult:
     models: tuple[TrainedModel, ...]
 
+    def model(self, name: str) -> TrainedModel:
+        return next(m for m in self.models if m.name == name)
 
-def training_threads(config: TrainConfig) -> int:
-    return 1 if config.deterministic else (os.cpu_count() or 1)
+
+def training_threads(deterministic: bool) -> int:
+    return 1 if deterministic else (os.cpu_count() or 1)
 
 
-def train_models(config: TrainConfig, inputs: TrainingInputs, models_dir: Path) -> TrainResult:
+def read_validation_pairs(folder: Path | None) -> ValidationPairs | None:
+    """The validation pairs written by ``recsys.holdout.build_validation`` into ``folder``, if any."""
+    if folder is None or not (Path(folder) / PAIRS_FILE).exists():
+        return None
+    pairs = pq.read_table(Path(folder) / PAIRS_FILE)
+    return ValidationPairs(pairs.column("a").to_numpy(), pairs.column("b").to_numpy(), pairs.column("label").to_numpy())
+
+
+def load_training_inputs(graph_dir: Path, walks_dir: Path | None = None, validation_dir: Path | None = None,
+                         seed: int = 0, threads: int = 1) -> TrainingInputs:
+    """Everything a model may train on, read once; walks only when ``walks_dir`` is given."""
+    table = TransitionTable.load(graph_dir)
+    catalog = Catalog.load(graph_dir) if (graph_dir / CATALOG_FILE).exists() else build_catalog(table, None)
+    walks = read_walks(walks_dir).combine_chunks() if walks_dir is not None else None
+    return TrainingInputs(table=table, catalog=catalog, item_stats=load_item_stats(graph_dir), walks=walks,
+                          validation=read_validation_pairs(validation_dir), seed=seed, threads=threads)
+
+
+def train_models(models: tuple[str, ...], params_for: Callable[[str], Any], inputs: TrainingInputs, models_dir: Path,
+                 progress: Progress | None = None) -> TrainResult:
+    """Fit each model with ``params_for(name)``; save it (atomically) to ``models_dir/<name>``."""
     trained = []
-    for name in config.models:
+    for name in models:
         started = time.perf_counter()
-        model = model_class(name).fit(inputs, config)
+        if progress is not None:
+            inputs.progress = lambda done, total, name=name: progress(name, done, total)
+        model = model_class(name).fit(inputs, params_for(name))
         seconds = time.perf_counter() - started
-        folder = models_dir / name
-        staging = temporary_sibling(folder, "staging")
-        model.save(staging)
-        replace_dir(staging, folder)
-        pause_point("train")
+        folder = save_model(model, models_dir / name)
         log.info("train: %s fitted in %.1f s (%d thread(s)) -> %s", name, seconds, inputs.threads, folder)
-        trained.append(TrainedModel(name, str(folder), round(seconds, 3)))
+        trained.append(TrainedModel(name, str(folder), round(seconds, 3), tuple(sorted(model.serves)),
+                                    tuple(getattr(model, "meta", {}).get("curve") or ())))
+        if progress is not None:
+            progress(name, 1, 1)
     return TrainResult(tuple(trained))
 
 
-def load_model(name: str, folder: Path, inputs: TrainingInputs) -> ItemModel:
-    return model_class(name).load(folder, inputs)
+def save_model(model: Model, folder: Path) -> Path:
+    staging = temporary_sibling(folder, "staging")
+    model.save(staging)
+    replace_dir(staging, folder)
+    return folder
+
+
+def load_model(name: str, folder: Path, inputs: TrainingInputs) -> Model:
+    spec_of(name)
+    return model_class(name).load(Path(folder), inputs)

@@ -15,7 +15,7 @@ folder must be on storage every executor can write (as the lake is).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 
 from recsys.config import WalksConfig
-from recsys.faults import pause_point
 from recsys.lake import replace_dir, temporary_sibling, write_parquet_atomic
+from recsys.spark import job_progress
 from recsys.transition import TransitionTable
 from recsys.walk_kernel import random_walks
 
@@ -69,8 +69,10 @@ def generate_walks_local(table: TransitionTable, config: WalksConfig, seed: int)
     return pa.table({"walk": walks_for_ids(arrays, walk_ids, config.walk_length, seed)})
 
 
-def generate_walks(spark: SparkSession, table: TransitionTable, config: WalksConfig, seed: int, out: Path) -> WalksResult:
-    """Run the walks on Spark and write them under ``out`` as Parquet, one file per partition."""
+def generate_walks(spark: SparkSession, table: TransitionTable, config: WalksConfig, seed: int, out: Path,
+                   progress: Callable[[int, int], None] | None = None) -> WalksResult:
+    """Run the walks on Spark and write them under ``out`` as Parquet, one file per partition;
+    ``progress(partitions done, partitions)`` while they run."""
     arrays = kernel_arrays(table)
     total = len(arrays["starts"]) * config.walks_per_node
     if total == 0:
@@ -93,9 +95,9 @@ def generate_walks(spark: SparkSession, table: TransitionTable, config: WalksCon
             yield pa.RecordBatch.from_pydict({"file": [path.name], "walks": [len(walks)], "steps": [steps]})
 
     ids = spark.range(0, total, numPartitions=config.partitions)
-    summary = ids.mapInArrow(run_partition, SUMMARY_DDL).collect()
+    with job_progress(spark, progress):
+        summary = ids.mapInArrow(run_partition, SUMMARY_DDL).collect()
     broadcast.unpersist()
-    pause_point("walks")
     replace_dir(staging, out)
     result = WalksResult(path=str(out), walks=sum(r["walks"] for r in summary), steps=sum(r["steps"] for r in summary),
                          start_nodes=len(arrays["starts"]))

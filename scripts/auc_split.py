@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from recsys.holdout import load_holdout  # noqa: E402
 from recsys.metrics import auc_roc  # noqa: E402
 from recsys.models import model_class  # noqa: E402
-from recsys.models.base import TrainingInputs  # noqa: E402
+from recsys.train import load_training_inputs  # noqa: E402
 
 
 def cross_auc(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -35,7 +35,7 @@ def main() -> None:
     a, b = holdout.column("a").to_numpy(), holdout.column("b").to_numpy()
     label = holdout.column("label").to_numpy().astype(bool)
     seen = holdout.column("split").to_numpy(zero_copy_only=False) == "seen"
-    inputs = TrainingInputs(args.run / "graph", args.run / "walks", args.run / "work", seed=0, threads=1)
+    inputs = load_training_inputs(args.run / "graph")
     for name in args.models:
         model = model_class(name).load(args.run / "models" / name, inputs)
         scores = model.pair_scores(a, b)

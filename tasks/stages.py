@@ -1,35 +1,60 @@
-"""One Prefect task per stage. Retries only where a failure can be transient and a retry is safe
-(writing the published table).
+"""One Prefect task per stage: each calls the library's stage function with the typed results it
+depends on, and adds what orchestration needs (caching, retries, logs, artifacts, progress).
 
-Caching: graph, walks, train, evaluate and publish are skipped (state "Cached") when their cache
-key is unchanged: the code, the settings, the run plan and the names, sizes and modification times
-of the files the stage reads (``recsys.pipeline.stage_cache_key``). Their small results persist as
-JSON, not pickle. Ingest is never cached: its manifest already makes a re-run read no file twice,
-and it must look for new files every night. ``config.cache: false`` turns caching off.
+Retries only where a failure can be transient and a retry is safe (writing the published table).
+Caching: each stage declares what it reads (``tasks.cache``); graph, validation, walks and train are
+keyed on their own settings and inputs, evaluate and publish also on the run id (their outputs name
+the run). Ingest is never cached: its manifest already makes a re-run read no file twice, and it
+must look for new files every night. ``config.cache: false`` turns caching off.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.context import TaskRunContext
 
-from recsys import pipeline
-from recsys.config import PipelineConfig
-from recsys.evaluate import EvaluateResult
-from recsys.graph import GraphResult
-from recsys.ingest import IngestResult
-from recsys.pipeline import RunPlan
+from recsys.config import EvaluateConfig, GraphConfig, IngestConfig, PipelineConfig, PublishConfig, SparkConfig, \
+    TrainConfig, WalksConfig
+from recsys.evaluate import EvaluateResult, evaluate_models
+from recsys.graph import GraphResult, build_graph
+from recsys.holdout import HoldoutResult, ValidationResult, build_holdout, build_validation, load_holdout
+from recsys.ingest import IngestResult, ingest
 from recsys.lake import Lake
-from recsys.publish import PublishResult, rollback
-from recsys.train import TrainResult
-from recsys.walks import WalksResult
+from recsys.publish import PublishResult, item_to_item_table, publish_item_to_item
+from recsys.report import write_report
+from recsys.spark import spark_session
+from recsys.train import TrainResult, load_model, load_training_inputs, train_models, training_threads
+from recsys.transition import TransitionTable
+from recsys.walks import WalksResult, generate_walks
+from tasks.cache import stage_key
+from tasks.observe import Progress
+from tasks.plan import RunPlan, plan_run
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportResult:
+    path: str
+
+
+def _days(first: str, last: str, lake: str) -> list[Path]:
+    start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    return [Lake(Path(lake)).event_day(start + dt.timedelta(days=n)) for n in range((end - start).days + 1)]
+
+
+def _window(plan: RunPlan) -> dict:
+    return {"train_from": plan.train_from, "train_until": plan.train_until, "test_from": plan.test_from,
+            "run_date": plan.run_date, "lake": plan.lake, "seed": plan.seed}
+
+
+def _cached(stage: str, reads) -> dict[str, Any]:
+    return {"cache_key_fn": stage_key(stage, reads), "persist_result": True, "result_serializer": "json"}
 
 
 def _log_result(stage: str, result: object) -> None:
@@ -37,27 +62,10 @@ def _log_result(stage: str, result: object) -> None:
     get_run_logger().info("%s: %s", stage, fields)
 
 
-def _stage_key(stage: str):
-    def key(context: TaskRunContext, inputs: dict[str, Any]) -> str | None:
-        return pipeline.stage_cache_key(inputs["config"], inputs["plan"], stage)
-    return key
-
-
-def _cached(stage: str) -> dict[str, Any]:
-    return {"cache_key_fn": _stage_key(stage), "persist_result": True, "result_serializer": "json"}
-
-
-@contextlib.contextmanager
-def exclusive_lake(config: PipelineConfig):
-    """The run lock for the whole flow; also removes what an interrupted run left in the lake."""
-    with pipeline.exclusive_lake(config):
-        yield
-
-
 # No retries: ingest is safe to re-run (unfinished batches are removed first), but not to repeat blindly.
 @task(name="ingest", cache_policy=NO_CACHE)
-def ingest_task(config: PipelineConfig) -> IngestResult:
-    result = pipeline.run_ingest(config)
+def ingest_task(settings: IngestConfig, lake: Path, spark: SparkConfig) -> IngestResult:
+    result = ingest(spark_session(spark), settings, Lake(lake))
     _log_result("ingest", result)
     if not result.balanced:
         raise RuntimeError(f"ingest accounting does not balance: {result}")
@@ -66,33 +74,105 @@ def ingest_task(config: PipelineConfig) -> IngestResult:
 
 @task(name="plan-run", cache_policy=NO_CACHE)
 def plan_task(config: PipelineConfig, ingested: IngestResult | None = None) -> RunPlan:
-    plan = pipeline.plan_run(config)
-    if ingested is not None:
-        pipeline.record_ingest(plan, ingested)
+    plan = plan_run(config)
     get_run_logger().info("run %s: train %s..%s, test %s..%s, folder %s", plan.run_id, plan.train_from,
                           plan.train_until, plan.test_from, plan.run_date, plan.run_dir)
     return plan
 
 
-@task(name="graph", **_cached("graph"))
-def graph_task(config: PipelineConfig, plan: RunPlan) -> GraphResult:
-    result = pipeline.run_graph(config, plan)
+def _graph_reads(inputs: dict) -> tuple[dict, list[Path]]:
+    plan: RunPlan = inputs["plan"]
+    settings = {"graph": inputs["settings"], **_window(plan), "validation": plan.validation}
+    return settings, _days(plan.train_from, plan.train_until, plan.lake) + [Lake(Path(plan.lake)).items]
+
+
+@task(name="graph", **_cached("graph", _graph_reads))
+def graph_task(settings: GraphConfig, plan: RunPlan, spark: SparkConfig) -> GraphResult:
+    result = build_graph(spark_session(spark), settings, Lake(Path(plan.lake)), plan.window, plan.paths.graph,
+                         plan.validation)
     _log_result("graph", result)
     return result
 
 
-@task(name="walks", **_cached("walks"))
-def walks_task(config: PipelineConfig, plan: RunPlan) -> WalksResult:
-    result = pipeline.run_walks(config, plan)
+def _validation_reads(inputs: dict) -> tuple[dict, list[Path]]:
+    plan: RunPlan = inputs["plan"]
+    settings = {"pairs": inputs["pairs"], "pair_rule": inputs["pair_rule"], **_window(plan), "validation": plan.validation}
+    return settings, _days(plan.train_from, plan.train_until, plan.lake) + [Path(inputs["graph"].path)]
+
+
+@task(name="validation", **_cached("validation", _validation_reads))
+def validation_task(pairs: int, pair_rule: GraphConfig, graph: GraphResult, plan: RunPlan,
+                    spark: SparkConfig) -> ValidationResult:
+    """Pairs from the sessions the graph stage held out: the learning curves' data."""
+    inputs = load_training_inputs(Path(graph.path))
+    result = build_validation(spark_session(spark), Lake(Path(plan.lake)), plan.window, pair_rule, plan.validation,
+                              pairs, inputs.catalog, Path(graph.path), plan.seed, plan.paths.validation)
+    _log_result("validation", result)
+    return result
+
+
+def _walks_reads(inputs: dict) -> tuple[dict, list[Path]]:
+    return {"walks": inputs["settings"], "seed": inputs["plan"].seed}, [Path(inputs["graph"].path)]
+
+
+@task(name="walks", **_cached("walks", _walks_reads))
+def walks_task(settings: WalksConfig, graph: GraphResult, plan: RunPlan, spark: SparkConfig) -> WalksResult:
+    table = TransitionTable.load(Path(graph.path))
+    progress = Progress("walks", f"walks of run {plan.run_id}: Spark tasks done")
+    result = generate_walks(spark_session(spark), table, settings, plan.seed, plan.paths.walks,
+                            lambda done, total: progress(done / max(total, 1), f"{done}/{total}"))
+    progress(1.0)
     _log_result("walks", result)
     return result
 
 
-@task(name="train", **_cached("train"))
-def train_task(config: PipelineConfig, plan: RunPlan) -> TrainResult:
-    result = pipeline.run_train(config, plan)
+def _train_reads(inputs: dict) -> tuple[dict, list[Path]]:
+    validation = inputs["validation"]
+    paths = [Path(inputs["graph"].path), Path(inputs["walks"].path)] + ([Path(validation.path)] if validation else [])
+    return {"train": inputs["settings"], "seed": inputs["plan"].seed}, paths
+
+
+@task(name="train", **_cached("train", _train_reads))
+def train_task(settings: TrainConfig, graph: GraphResult, walks: WalksResult, validation: ValidationResult | None,
+               plan: RunPlan) -> TrainResult:
+    inputs = load_training_inputs(Path(graph.path), Path(walks.path), Path(validation.path) if validation else None,
+                                  plan.seed, training_threads(settings.deterministic))
+    progress = Progress("train", f"training of run {plan.run_id}")
+    order = {name: i for i, name in enumerate(settings.models)}
+
+    def on_epoch(model: str, done: int, total: int) -> None:
+        progress((order[model] + done / max(total, 1)) / len(order), f"{model} {done}/{total}")
+
+    result = train_models(settings.models, settings.params_for, inputs, plan.paths.models, on_epoch)
     for model in result.models:
         get_run_logger().info("train: %s in %.1f s -> %s", model.name, model.seconds, model.path)
+    return result
+
+
+def _evaluate_reads(inputs: dict) -> tuple[dict, list[Path]]:
+    plan: RunPlan = inputs["plan"]
+    settings = {"evaluate": inputs["settings"], "pair_rule": inputs["pair_rule"], "metric": inputs["champion_metric"],
+                "run_id": plan.run_id, "dataset": plan.dataset, **_window(plan)}
+    models = [Path(m.path) for m in inputs["trained"].models]
+    return settings, _days(plan.test_from, plan.run_date, plan.lake) + [Path(inputs["graph"].path), *models]
+
+
+@task(name="evaluate", **_cached("evaluate", _evaluate_reads))
+def evaluate_task(settings: EvaluateConfig, pair_rule: GraphConfig, champion_metric: str, graph: GraphResult,
+                  trained: TrainResult, plan: RunPlan, spark: SparkConfig) -> EvaluateResult:
+    inputs = load_training_inputs(Path(graph.path), seed=plan.seed)
+    built: HoldoutResult = build_holdout(spark_session(spark), Lake(Path(plan.lake)), plan.window, pair_rule, settings,
+                                         inputs.catalog, plan.seed, plan.paths.holdout)
+    _log_result("holdout", built)
+    result = evaluate_models(trained, inputs, load_holdout(plan.paths.holdout), settings.k, champion_metric,
+                             plan.context(), plan.paths.metrics, plan.paths.plots)
+    columns = ["model", "auc", "auc_seen", "auc_cold", "hit_rate", "k", "positives", "train_seconds", "dataset", "seed"]
+    create_table_artifact(
+        key="item-to-item-metrics", table=[{c: _json_number(row[c]) for c in columns} for row in result.rows],
+        description=f"Item-to-item metrics of run {plan.run_id} ({plan.dataset}; train {plan.train_from}.."
+                    f"{plan.train_until}, test {plan.test_from}..{plan.run_date}; seed {plan.seed}); "
+                    f"champion {result.champion} by {champion_metric}")
+    get_run_logger().info("evaluate: champion %s; metrics %s", result.champion, result.metrics_path)
     return result
 
 
@@ -101,31 +181,53 @@ def _json_number(value: Any) -> Any:
     return None if isinstance(value, float) and value != value else value
 
 
-@task(name="evaluate", **_cached("evaluate"))
-def evaluate_task(config: PipelineConfig, plan: RunPlan) -> EvaluateResult:
-    result = pipeline.run_evaluate(config, plan)
-    columns = ["model", "auc", "auc_seen", "auc_cold", "hit_rate", "k", "positives", "train_seconds", "dataset", "seed"]
-    create_table_artifact(
-        key="item-to-item-metrics", table=[{c: _json_number(row[c]) for c in columns} for row in result.rows],
-        description=f"Item-to-item metrics of run {plan.run_id} ({config.dataset}; train {plan.train_from}.."
-                    f"{plan.train_until}, test {plan.test_from}..{plan.run_date}; seed {config.seed}); "
-                    f"champion {result.champion}")
-    get_run_logger().info("evaluate: champion %s; metrics %s; report %s", result.champion, result.metrics_path,
-                          result.report_path)
-    return result
+def _publish_reads(inputs: dict) -> tuple[dict, list[Path]]:
+    evaluation: EvaluateResult = inputs["evaluation"]
+    settings = {"publish": inputs["settings"], "run_id": inputs["plan"].run_id, "run_date": inputs["plan"].run_date,
+                "lake": inputs["plan"].lake, "champion": evaluation.champion, "rows": evaluation.rows}
+    return settings, [Path(inputs["trained"].model(evaluation.champion).path), Path(inputs["graph"].path)]
 
 
-@task(name="publish", retries=2, retry_delay_seconds=5, **_cached("publish"))
-def publish_task(config: PipelineConfig, plan: RunPlan, evaluation: EvaluateResult) -> PublishResult:
-    result = pipeline.run_publish(config, plan, evaluation)
+@task(name="publish", retries=2, retry_delay_seconds=5, **_cached("publish", _publish_reads))
+def publish_task(settings: PublishConfig, evaluation: EvaluateResult, trained: TrainResult, graph: GraphResult,
+                 plan: RunPlan) -> PublishResult:
+    champion = evaluation.champion
+    inputs = load_training_inputs(Path(graph.path), seed=plan.seed)
+    model = load_model(champion, Path(trained.model(champion).path), inputs)
+    recs = item_to_item_table(model, inputs.catalog, settings.top_n, plan.run_id)
+    row = evaluation.row(champion)
+    headline = {m: _json_number(row[m]) for m in ("auc", "auc_seen", "auc_cold", "hit_rate")}
+    result = publish_item_to_item(Lake(Path(plan.lake)), recs, plan.run_date, plan.run_id, champion, headline,
+                                  evaluation.metric, settings.tolerance, settings.retention)
     _log_result("publish", result)
-    markdown = (f"Published `{result.table}` for {plan.run_date} from **{result.model}**: {result.rows} rows "
-                f"for {result.items} items at `{result.path}`." if result.published else
-                f"**Nothing published** for {plan.run_date}: {result.reason}. `_LATEST` is unchanged.")
-    create_markdown_artifact(key="published-item-to-item", markdown=markdown)
     return result
 
 
-def rollback_latest(lake_root: Path, run_date: str) -> dict:
-    """Point ``_LATEST`` back at the version of ``run_date`` (the CLI's ``recsys rollback``)."""
-    return rollback(Lake(lake_root), run_date)
+def publication_text(result: PublishResult, run_date: str) -> str:
+    if result.published:
+        return (f"Published `{result.table}` for {run_date} from **{result.model}**: {result.rows} rows for "
+                f"{result.items} items, Delta version {result.version} of `{result.path}`.")
+    return f"**Nothing published** for {run_date}: {result.reason}. The table still holds the previous version."
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report_task(plan: RunPlan, ingested: IngestResult | None, graph: GraphResult, validation: ValidationResult | None,
+                walks: WalksResult, trained: TrainResult, evaluation: EvaluateResult,
+                published: PublishResult) -> ReportResult:
+    """The run's report, written once from every stage's result, and shown as the run's markdown artifact."""
+    stages = {"ingest": ingested, "graph": graph, "validation": validation, "walks": walks}
+    counts = {name: _flat(result) for name, result in stages.items() if result is not None}
+    counts["train"] = {m.name: f"{m.seconds:.1f} s" for m in trained.models}
+    metrics = pa.Table.from_pylist(list(evaluation.rows))
+    curves = {m.name: list(m.curve) for m in trained.models if m.curve}
+    path = write_report(plan.paths.report, metrics, plan.context(), evaluation.champion, evaluation.metric, counts,
+                        curves, publication_text(published, plan.run_date), Path(evaluation.plots_path))
+    create_markdown_artifact(key="report", markdown=path.read_text(),
+                             description=f"Report of run {plan.run_id} ({plan.dataset}), at {path}")
+    create_markdown_artifact(key="published-item-to-item", markdown=publication_text(published, plan.run_date))
+    get_run_logger().info("report: %s", path)
+    return ReportResult(str(path))
+
+
+def _flat(result: object) -> dict:
+    return {k: v for k, v in dataclasses.asdict(result).items() if not isinstance(v, (list, tuple, dict)) and not k.endswith("path")}

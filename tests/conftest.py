@@ -25,7 +25,7 @@ for name, value in {
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
 TAOBAO = DATASETS / "taobao" / "UserBehavior_head.csv"
-SAMPLE = PROJECT_ROOT / "data" / "sample"
+SAMPLE = PROJECT_ROOT / "recsys" / "sample_data"
 
 
 def dataset(path: Path) -> Path:

@@ -1,32 +1,64 @@
-"""The model registry: a model is one file in this package, registered here by name.
+"""The model registry: a model is one file in this package and one ``ModelSpec`` line below.
 
-Every entry has ``fit(inputs: TrainingInputs, config: TrainConfig) -> ItemModel`` and
-``load(folder, inputs) -> ItemModel``; evaluation and publishing use only the ``ItemModel`` interface.
-Imports are lazy so that validating a config does not import gensim or torch.
+A spec names the model class (imported only when the model is trained or loaded, so validating a
+config imports neither torch nor gensim), its params class (``recsys.models.params``), the
+``train.<settings>`` block of the config that holds those params (models may share one), and
+whether the model is a baseline and records learning curves. Evaluation and publishing use only
+the interface of ``recsys.models.base``; a model declares there which tables it can serve.
+``register`` adds a model from outside this file (a plugin, a test).
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
-# name -> "module:Class"
-REGISTRY: dict[str, str] = {
-    "word2vec": "recsys.models.word2vec:Word2VecModel",
-    "popular": "recsys.models.popular:PopularModel",
-    "item_knn": "recsys.models.item_knn:ItemKNNModel",
-    "skipgram": "recsys.models.skipgram:SkipGramModel",
-    "side_info_avg": "recsys.models.side_info:SideInfoAvgModel",
-    "eges": "recsys.models.side_info:EGESModel",
-    "mf_pairs": "recsys.models.mf:MFPairsModel",
-    "mf_walks": "recsys.models.mf:MFWalksModel",
-}
-BASELINES = ("popular", "item_knn")
-# PyTorch models: they record a validation AUC after every epoch (the report's learning curves)
-WITH_CURVES = ("skipgram", "side_info_avg", "eges", "mf_pairs", "mf_walks")
+from pydantic import BaseModel
+
+from recsys.models.params import MFParams, NoParams, SideInfoParams, SkipGramParams, Word2VecParams
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    target: str  # "module:Class"
+    params: type[BaseModel] = NoParams
+    settings: str | None = None  # the config block train.<settings>; None: the model has no settings
+    baseline: bool = False  # a floor the other models are compared with in the report
+    curves: bool = False  # records a validation AUC per epoch: wants validation pairs held out of training
+
+
+REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
+    ModelSpec("word2vec", "recsys.models.word2vec:Word2VecModel", Word2VecParams, "word2vec"),
+    ModelSpec("skipgram", "recsys.models.skipgram:SkipGramModel", SkipGramParams, "skipgram", curves=True),
+    ModelSpec("side_info_avg", "recsys.models.side_info:SideInfoAvgModel", SideInfoParams, "side_info", curves=True),
+    ModelSpec("eges", "recsys.models.side_info:EGESModel", SideInfoParams, "side_info", curves=True),
+    ModelSpec("mf_pairs", "recsys.models.mf:MFPairsModel", MFParams, "mf", curves=True),
+    ModelSpec("mf_walks", "recsys.models.mf:MFWalksModel", MFParams, "mf", curves=True),
+    ModelSpec("popular", "recsys.models.popular:PopularModel", baseline=True),
+    ModelSpec("item_knn", "recsys.models.item_knn:ItemKNNModel", baseline=True),
+)}
+
+
+def register(spec: ModelSpec) -> None:
+    """Add (or replace) a model; ``train.models`` may name it from then on."""
+    REGISTRY[spec.name] = spec
+
+
+def spec_of(name: str) -> ModelSpec:
+    if name not in REGISTRY:
+        raise KeyError(f"unknown model {name!r}; registered: {sorted(REGISTRY)}")
+    return REGISTRY[name]
 
 
 def model_class(name: str):
-    if name not in REGISTRY:
-        raise KeyError(f"unknown model {name!r}; registered: {sorted(REGISTRY)}")
-    module, cls = REGISTRY[name].split(":")
+    module, cls = spec_of(name).target.split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def baselines() -> tuple[str, ...]:
+    return tuple(name for name, spec in REGISTRY.items() if spec.baseline)
+
+
+def with_curves() -> tuple[str, ...]:
+    return tuple(name for name, spec in REGISTRY.items() if spec.curves)

@@ -1,9 +1,17 @@
-"""The interface every model implements, and what training gets to read.
+"""The interface every model implements, and the in-memory data training hands to it.
 
-A model is fitted from ``TrainingInputs`` and answers two questions in the graph's node index space:
-how related two items are (``pair_scores``, used by evaluation) and which items are most related to
-each item (``similar``, used by evaluation and publishing). An item the model knows nothing about has
-index -1 or no vector; it scores the documented fallback ``0.0`` and has no neighbours.
+A model is fitted by ``fit(inputs, params)`` from ``TrainingInputs`` (arrays and Arrow tables the
+train stage loaded once: the graph's transition table, item statistics, the catalogue, the walks,
+validation pairs) and its own params (``recsys.models.params``); it reads no file and knows no
+pipeline config. It declares which tables it can serve (``serves``):
+
+- ``ItemModel`` (item-to-item): how related two items are (``pair_scores``, used by evaluation) and
+  which items are most related to each item (``similar``, used by evaluation and publishing), in the
+  catalogue's index space. An item the model knows nothing about has index -1 or no vector; it
+  scores the model's fallback and has no neighbours.
+- ``UserModel`` (user-to-item): scores of a batch of users over all items.
+- ``SequenceModel`` (next item): scores over all items of the item that follows each sequence.
+
 Models persist as plain arrays and JSON (never pickle).
 """
 
@@ -11,46 +19,111 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
-from recsys.catalog import CATALOG_FILE, Catalog, build_catalog
-from recsys.transition import TransitionTable, load_item_stats
+from recsys.catalog import Catalog
+from recsys.transition import TransitionTable
 
 FALLBACK_SCORE = 0.0
+ITEM_TO_ITEM, USER_TO_ITEM, NEXT_ITEM = "item_to_item", "user_to_item", "next_item"
 
 
 @dataclass(frozen=True)
+class ValidationPairs:
+    """Item pairs (catalogue indices) held out of training, labelled 1 (co-occurring) or 0: learning curves' data."""
+
+    a: np.ndarray
+    b: np.ndarray
+    label: np.ndarray
+
+
+@dataclass(frozen=True)
+class FlatWalks:
+    """Walks as one token array: walk ``w`` is ``tokens[offsets[w]:offsets[w + 1]]``."""
+
+    tokens: np.ndarray  # int64 node indices
+    offsets: np.ndarray  # int64, n_walks + 1
+
+    @classmethod
+    def from_arrow(cls, walks: pa.ChunkedArray | pa.ListArray) -> "FlatWalks":
+        array = walks.combine_chunks() if isinstance(walks, pa.ChunkedArray) else walks
+        offsets = array.offsets.to_numpy().astype(np.int64)
+        tokens = array.values.to_numpy().astype(np.int64)[offsets[0]:offsets[-1]]
+        return cls(tokens, offsets - offsets[0])
+
+    @classmethod
+    def from_lists(cls, walks: list[list[int]]) -> "FlatWalks":
+        return cls.from_arrow(pa.array(walks, pa.list_(pa.int64())))
+
+    @property
+    def n_walks(self) -> int:
+        return len(self.offsets) - 1
+
+    def counts(self, n_nodes: int) -> np.ndarray:
+        return np.bincount(self.tokens, minlength=n_nodes)
+
+    def gather(self, walk_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens of the given walks, concatenated, and for each token its position in ``walk_ids``."""
+        starts, lengths = self.offsets[walk_ids], np.diff(self.offsets)[walk_ids]
+        owner = np.repeat(np.arange(len(walk_ids)), lengths)
+        first = np.r_[0, np.cumsum(lengths)[:-1]]
+        positions = np.arange(lengths.sum()) - np.repeat(first, lengths) + np.repeat(starts, lengths)
+        return self.tokens[positions], owner
+
+
+def no_progress(done: int, total: int) -> None:
+    """The default progress callback: ``done`` of ``total`` epochs finished."""
+
+
+@dataclass
 class TrainingInputs:
-    graph_dir: Path
-    walks_dir: Path
-    work_dir: Path  # scratch space of this run (e.g. a text corpus for gensim)
-    seed: int
-    threads: int
-    validation_dir: Path | None = None  # validation pairs for learning curves (``recsys.holdout``), if any
+    """What the train stage loads once and hands to every model, all in memory."""
+
+    table: TransitionTable  # the item graph: node i is catalogue item i
+    catalog: Catalog  # graph nodes, then cold items with side information
+    item_stats: pa.Table  # per node: events, users, purchases
+    walks: pa.ListArray | None = None  # one list<int32> of node indices per walk
+    validation: ValidationPairs | None = None
+    seed: int = 0
+    threads: int = 1
+    progress: Callable[[int, int], None] = field(default=no_progress, repr=False)
 
     @cached_property
-    def table(self) -> TransitionTable:
-        return TransitionTable.load(self.graph_dir)
-
-    @cached_property
-    def item_stats(self) -> pa.Table:
-        return load_item_stats(self.graph_dir)
-
-    @cached_property
-    def catalog(self) -> Catalog:
-        """Graph nodes, then cold items with side information (``recsys.catalog``)."""
-        if (self.graph_dir / CATALOG_FILE).exists():
-            return Catalog.load(self.graph_dir)
-        return build_catalog(self.table, None)
+    def flat_walks(self):
+        """The walks as one token array and offsets (``FlatWalks``), built once for all models."""
+        if self.walks is None:
+            raise ValueError("this model trains on walks, but none were given")
+        return FlatWalks.from_arrow(self.walks)
 
 
-class ItemModel(ABC):
+class Model(ABC):
     name: str
+    serves: ClassVar[frozenset[str]] = frozenset()
+    meta: dict[str, Any]
+
+    @classmethod
+    def fit(cls, inputs: TrainingInputs, params: Any) -> "Model":
+        """Train on ``inputs`` with this model's own ``params``; every registered model implements it."""
+        raise NotImplementedError(f"{cls.__name__} cannot be trained, only loaded")
+
+    @abstractmethod
+    def save(self, folder: Path) -> None: ...
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path, inputs: TrainingInputs) -> "Model": ...
+
+
+class ItemModel(Model):
+    serves = frozenset({ITEM_TO_ITEM})
+    meta: dict[str, Any] = {}
 
     @abstractmethod
     def known_items(self) -> np.ndarray:
@@ -58,7 +131,7 @@ class ItemModel(ABC):
 
     @abstractmethod
     def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Relatedness of node pairs ``(a[i], b[i])``; -1 marks an unseen item -> FALLBACK_SCORE."""
+        """Relatedness of node pairs ``(a[i], b[i])``; -1 marks an unseen item -> the fallback score."""
 
     @abstractmethod
     def similar(self, nodes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,12 +140,21 @@ class ItemModel(ABC):
         Returns ``(neighbours, scores)`` of shape ``(len(nodes), n)``; -1 pads rows with fewer.
         """
 
-    @abstractmethod
-    def save(self, folder: Path) -> None: ...
 
-    @classmethod
+class UserModel(Model):
+    serves = frozenset({USER_TO_ITEM})
+
     @abstractmethod
-    def load(cls, folder: Path, inputs: TrainingInputs) -> "ItemModel": ...
+    def user_scores(self, users: np.ndarray) -> np.ndarray:
+        """Scores of a batch of users (user indices) over all items: ``(len(users), n_items)``, one block, never all users."""
+
+
+class SequenceModel(Model):
+    serves = frozenset({NEXT_ITEM})
+
+    @abstractmethod
+    def next_item_scores(self, items: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Scores over all items of the item after each sequence ``items[offsets[s]:offsets[s + 1]]``: ``(n_sequences, n_items)``."""
 
 
 def known_pairs(a: np.ndarray, b: np.ndarray, n_known: int) -> np.ndarray:

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 
 from recsys.metrics import auc_roc
+from recsys.models.base import ValidationPairs
 from recsys.models.negative_sampling import EpochRecord, Trainable
-
-PAIRS_FILE = "pairs.parquet"
-
 
 class ValidationCurve:
     """``curve(trainable)`` -> the AUC-ROC of the trainable's current scores on the validation pairs."""
@@ -27,13 +24,8 @@ class ValidationCurve:
         self.a, self.b, self.label = a, b, label.astype(bool)
 
     @classmethod
-    def from_folder(cls, folder: Path | None) -> "ValidationCurve | None":
-        import pyarrow.parquet as pq
-
-        if folder is None or not (folder / PAIRS_FILE).exists():
-            return None
-        pairs = pq.read_table(folder / PAIRS_FILE)
-        return cls(pairs.column("a").to_numpy(), pairs.column("b").to_numpy(), pairs.column("label").to_numpy())
+    def of(cls, pairs: ValidationPairs | None) -> "ValidationCurve | None":
+        return None if pairs is None else cls(pairs.a, pairs.b, pairs.label)
 
     def __call__(self, model: Trainable) -> float | None:
         if not self.label.any() or self.label.all():

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.config import TrainConfig
 from recsys.models.base import FALLBACK_SCORE, ItemModel, TrainingInputs, known_pairs, top_n_rows, write_meta
+from recsys.models.params import NoParams
 from recsys.transition import TransitionTable
 
 
@@ -27,7 +27,7 @@ class ItemKNNModel(ItemModel):
         self.cosine = (table.weights / np.sqrt(row_sums[src] * row_sums[table.indices])).astype(np.float32)  # (E,)
 
     @classmethod
-    def fit(cls, inputs: TrainingInputs, config: TrainConfig) -> "ItemKNNModel":
+    def fit(cls, inputs: TrainingInputs, params: NoParams) -> "ItemKNNModel":
         return cls(inputs.table)
 
     def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

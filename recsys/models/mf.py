@@ -19,13 +19,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from recsys.config import MFParams, TrainConfig
-from recsys.lake import read_walks
 from recsys.models.base import TrainingInputs
 from recsys.models.curves import ValidationCurve, curve_json
 from recsys.models.embedding import EmbeddingModel
 from recsys.models.negative_sampling import (EdgePairs, FlatWalks, PairSource, Trainable, UnigramNegatives, WalkPairs,
                                              negative_sampling_step, schedule_of, torch_threads, train_pairs, uniform_init)
+from recsys.models.params import MFParams
 
 
 class MFTrainer(Trainable):
@@ -66,7 +65,7 @@ class MFTrainer(Trainable):
 
 def fit_mf(inputs: TrainingInputs, params: MFParams, on_walks: bool) -> tuple[MFTrainer, np.ndarray, dict]:
     table = inputs.table
-    walks = WalkPairs(FlatWalks.from_arrow(read_walks(inputs.walks_dir)), table.n_nodes, params.window, params.sample)
+    walks = WalkPairs(inputs.flat_walks, table.n_nodes, params.window, params.sample)
     source: PairSource
     if on_walks:
         source, counts, extra = walks, walks.counts, {}
@@ -79,7 +78,7 @@ def fit_mf(inputs: TrainingInputs, params: MFParams, on_walks: bool) -> tuple[MF
     trainer.trained = trained
     with torch_threads(inputs.threads):
         records = train_pairs(trainer, source, UnigramNegatives(counts), schedule_of(params, int(trained.sum())),
-                              inputs.seed, ValidationCurve.from_folder(inputs.validation_dir))
+                              inputs.seed, ValidationCurve.of(inputs.validation), params.patience, inputs.progress)
     meta = {"params": params.model_dump(), "threads": inputs.threads, "curve": curve_json(records), **extra,
             "fallback": trainer.fallback(seed=inputs.seed)}
     return trainer, trained, meta
@@ -90,8 +89,8 @@ class _MFModel(EmbeddingModel):
     model_name: str
 
     @classmethod
-    def fit(cls, inputs: TrainingInputs, config: TrainConfig) -> "_MFModel":
-        trainer, trained, meta = fit_mf(inputs, config.mf, cls.on_walks)
+    def fit(cls, inputs: TrainingInputs, params: MFParams) -> "_MFModel":
+        trainer, trained, meta = fit_mf(inputs, params, cls.on_walks)
         left, right = trainer.scoring_matrices()
         return cls(cls.model_name, left, trained, meta, right=right, fallback=meta.pop("fallback"))
 

@@ -24,47 +24,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow as pa
 import torch
 import torch.nn.functional as F
+
+from recsys.models.base import FlatWalks, no_progress
 
 log = logging.getLogger(__name__)
 
 CHUNK_TOKENS = 1 << 20  # walk tokens turned into pairs (and shuffled) at a time
-
-
-@dataclass(frozen=True)
-class FlatWalks:
-    """Walks as one token array: walk ``w`` is ``tokens[offsets[w]:offsets[w + 1]]``."""
-
-    tokens: np.ndarray  # int64 node indices
-    offsets: np.ndarray  # int64, n_walks + 1
-
-    @classmethod
-    def from_arrow(cls, walks: pa.ChunkedArray | pa.ListArray) -> "FlatWalks":
-        array = walks.combine_chunks() if isinstance(walks, pa.ChunkedArray) else walks
-        offsets = array.offsets.to_numpy().astype(np.int64)
-        tokens = array.values.to_numpy().astype(np.int64)[offsets[0]:offsets[-1]]
-        return cls(tokens, offsets - offsets[0])
-
-    @classmethod
-    def from_lists(cls, walks: list[list[int]]) -> "FlatWalks":
-        return cls.from_arrow(pa.array(walks, pa.list_(pa.int64())))
-
-    @property
-    def n_walks(self) -> int:
-        return len(self.offsets) - 1
-
-    def counts(self, n_nodes: int) -> np.ndarray:
-        return np.bincount(self.tokens, minlength=n_nodes)
-
-    def gather(self, walk_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens of the given walks, concatenated, and for each token its position in ``walk_ids``."""
-        starts, lengths = self.offsets[walk_ids], np.diff(self.offsets)[walk_ids]
-        owner = np.repeat(np.arange(len(walk_ids)), lengths)
-        first = np.r_[0, np.cumsum(lengths)[:-1]]
-        positions = np.arange(lengths.sum()) - np.repeat(first, lengths) + np.repeat(starts, lengths)
-        return self.tokens[positions], owner
 
 
 def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
@@ -215,10 +182,18 @@ class Trainable:
     """A model's parameters and its step: ``step(centres, contexts, negatives, lr) -> loss``.
 
     ``trained`` marks the items that get pairs; the validation curve scores the others with the
-    fallback, as the saved model will.
+    fallback, as the saved model will. The parameters are the instance's tensor attributes:
+    ``snapshot``/``restore`` copy them, so early stopping can keep the best epoch.
     """
 
     trained: np.ndarray | None = None
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return {name: value.clone() for name, value in vars(self).items() if isinstance(value, torch.Tensor)}
+
+    def restore(self, state: dict[str, torch.Tensor]) -> None:
+        for name, value in state.items():
+            getattr(self, name).copy_(value)
 
     def step(self, centres: torch.Tensor, contexts: torch.Tensor, negatives: torch.Tensor, lr: float) -> float:
         raise NotImplementedError
@@ -240,6 +215,7 @@ class EpochRecord:
     learning_rate: float
     pairs: int
     seconds: float
+    best: bool = False  # the epoch whose parameters the model keeps (the last one, or the best under early stopping)
 
 
 @dataclass
@@ -254,13 +230,16 @@ class Schedule:
 
 
 def train_pairs(model: Trainable, source: PairSource, negatives: UnigramNegatives, schedule: Schedule, seed: int,
-                validation: Callable[[Trainable], float | None] | None = None) -> list[EpochRecord]:
+                validation: Callable[[Trainable], float | None] | None = None, patience: int = 0,
+                progress: Callable[[int, int], None] = no_progress) -> list[EpochRecord]:
     """Run ``schedule.epochs`` epochs of ``source``'s pairs through ``model.step``.
 
     The learning rate decays over the whole run; after each epoch the mean loss and, when given,
     ``validation(model)`` are recorded. One numpy generator seeded with ``seed`` draws everything, so
-    the same seed gives the same updates.
+    the same seed gives the same updates. With ``patience`` > 0 and a validation AUC, training stops
+    after ``patience`` epochs without a better AUC, and the best epoch's parameters are restored.
     """
+    stopper = EarlyStopping(model, patience) if patience and validation else None
     rng = np.random.default_rng(seed)
     decay = LinearDecay(schedule.alpha, schedule.min_alpha)
     batch, group, records = schedule.batch_size, schedule.group, []
@@ -284,7 +263,35 @@ def train_pairs(model: Trainable, source: PairSource, negatives: UnigramNegative
                                    round(time.perf_counter() - started, 3)))
         log.info("%s: epoch %d/%d, %d pairs, loss %.4f, validation AUC %s, lr %.5f", type(model).__name__, epoch + 1,
                  schedule.epochs, pairs, records[-1].loss, "n/a" if auc is None else f"{auc:.4f}", lr)
+        progress(epoch + 1, schedule.epochs)
+        if stopper is not None and stopper.should_stop(epoch + 1, auc):
+            log.info("%s: no better validation AUC for %d epoch(s): stopping, keeping epoch %d", type(model).__name__,
+                     patience, stopper.best_epoch)
+            break
+    best = (stopper.finish() if stopper is not None else None) or len(records)
+    if records:
+        records[best - 1].best = True
     return records
+
+
+class EarlyStopping:
+    """Keeps a copy of the parameters of the epoch with the best validation AUC so far."""
+
+    def __init__(self, model: Trainable, patience: int):
+        self.model, self.patience = model, patience
+        self.best_auc, self.best_epoch, self.state = -math.inf, 0, None
+
+    def should_stop(self, epoch: int, auc: float | None) -> bool:
+        if auc is not None and not math.isnan(auc) and auc > self.best_auc:
+            self.best_auc, self.best_epoch, self.state = auc, epoch, self.model.snapshot()
+        return self.best_epoch > 0 and epoch - self.best_epoch >= self.patience
+
+    def finish(self) -> int | None:
+        """Restore the best epoch's parameters and return its number; None when no epoch had an AUC."""
+        if self.state is None:
+            return None
+        self.model.restore(self.state)
+        return self.best_epoch
 
 
 def schedule_of(params, n_items: int) -> Schedule:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.config import TrainConfig
 from recsys.models.base import FALLBACK_SCORE, ItemModel, TrainingInputs, known_pairs, top_n_rows, write_meta
+from recsys.models.params import NoParams
 
 
 class PopularModel(ItemModel):
@@ -21,7 +21,7 @@ class PopularModel(ItemModel):
         self.popularity = np.log1p(popularity.astype(np.float64)).astype(np.float32)  # (n_nodes,)
 
     @classmethod
-    def fit(cls, inputs: TrainingInputs, config: TrainConfig) -> "PopularModel":
+    def fit(cls, inputs: TrainingInputs, params: NoParams) -> "PopularModel":
         return cls(inputs.item_stats.column("events").to_numpy())
 
     def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

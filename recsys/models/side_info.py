@@ -22,13 +22,12 @@ import numpy as np
 import torch
 
 from recsys.catalog import Catalog
-from recsys.config import SideInfoParams, TrainConfig
-from recsys.lake import read_walks
 from recsys.models.base import TrainingInputs
 from recsys.models.curves import ValidationCurve, curve_json
 from recsys.models.embedding import EmbeddingModel, unit_rows
 from recsys.models.negative_sampling import (FlatWalks, Trainable, UnigramNegatives, WalkPairs, negative_sampling_step,
                                              schedule_of, torch_threads, train_pairs)
+from recsys.models.params import SideInfoParams
 
 BLOCK = 65536
 
@@ -155,14 +154,13 @@ def catalog_vectors(trainer: SideInfoTrainer, parts: ItemParts, walked: np.ndarr
 def fit_side_info(inputs: TrainingInputs, params: SideInfoParams, learned_weights: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     catalog = inputs.catalog
     parts = item_parts(catalog, params.price_buckets)
-    walks = FlatWalks.from_arrow(read_walks(inputs.walks_dir))
-    source = WalkPairs(walks, catalog.n_nodes, params.window, params.sample)
+    source = WalkPairs(inputs.flat_walks, catalog.n_nodes, params.window, params.sample)
     walked = np.flatnonzero(source.counts > 0)
     trainer = SideInfoTrainer(parts, catalog.n_nodes, params.vector_size, learned_weights, inputs.seed)
     trainer.trained = source.counts > 0
     with torch_threads(inputs.threads):
         records = train_pairs(trainer, source, UnigramNegatives(source.counts), schedule_of(params, len(walked)),
-                              inputs.seed, ValidationCurve.from_folder(inputs.validation_dir))
+                              inputs.seed, ValidationCurve.of(inputs.validation), params.patience, inputs.progress)
     vectors, has_vector = catalog_vectors(trainer, parts, walked)
     recommendable = np.zeros(len(has_vector), dtype=bool)
     recommendable[walked] = True
@@ -176,13 +174,13 @@ def fit_side_info(inputs: TrainingInputs, params: SideInfoParams, learned_weight
 
 class SideInfoAvgModel(EmbeddingModel):
     @classmethod
-    def fit(cls, inputs: TrainingInputs, config: TrainConfig) -> "SideInfoAvgModel":
-        vectors, has_vector, recommendable, meta = fit_side_info(inputs, config.side_info, learned_weights=False)
+    def fit(cls, inputs: TrainingInputs, params: SideInfoParams) -> "SideInfoAvgModel":
+        vectors, has_vector, recommendable, meta = fit_side_info(inputs, params, learned_weights=False)
         return cls("side_info_avg", vectors, has_vector, meta, recommendable=recommendable)
 
 
 class EGESModel(EmbeddingModel):
     @classmethod
-    def fit(cls, inputs: TrainingInputs, config: TrainConfig) -> "EGESModel":
-        vectors, has_vector, recommendable, meta = fit_side_info(inputs, config.side_info, learned_weights=True)
+    def fit(cls, inputs: TrainingInputs, params: SideInfoParams) -> "EGESModel":
+        vectors, has_vector, recommendable, meta = fit_side_info(inputs, params, learned_weights=True)
         return cls("eges", vectors, has_vector, meta, recommendable=recommendable)

@@ -13,13 +13,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from recsys.config import SkipGramParams, TrainConfig
-from recsys.lake import read_walks
-from recsys.models.base import TrainingInputs
+from recsys.models.base import TrainingInputs, no_progress
 from recsys.models.curves import ValidationCurve, curve_json
 from recsys.models.embedding import EmbeddingModel, unit_rows
 from recsys.models.negative_sampling import (EpochRecord, FlatWalks, Trainable, UnigramNegatives, WalkPairs,
                                              negative_sampling_step, schedule_of, torch_threads, train_pairs)
+from recsys.models.params import SkipGramParams
 
 
 class SkipGramTrainer(Trainable):
@@ -39,22 +38,21 @@ class SkipGramTrainer(Trainable):
 
 
 def train_skipgram(walks: FlatWalks, n_items: int, params: SkipGramParams, threads: int, seed: int,
-                   curve: ValidationCurve | None = None) -> tuple[SkipGramTrainer, WalkPairs, list[EpochRecord]]:
+                   curve: ValidationCurve | None = None, progress=no_progress,
+                   ) -> tuple[SkipGramTrainer, WalkPairs, list[EpochRecord]]:
     source = WalkPairs(walks, n_items, params.window, params.sample)
     trainer = SkipGramTrainer(n_items, params.vector_size, seed)
     trainer.trained = source.counts > 0
     with torch_threads(threads):
         records = train_pairs(trainer, source, UnigramNegatives(source.counts), schedule_of(params, int((source.counts > 0).sum())),
-                              seed, curve)
+                              seed, curve, params.patience, progress)
     return trainer, source, records
 
 
 class SkipGramModel(EmbeddingModel):
     @classmethod
-    def fit(cls, inputs: TrainingInputs, config: TrainConfig) -> "SkipGramModel":
-        params = config.skipgram
-        walks = FlatWalks.from_arrow(read_walks(inputs.walks_dir))
-        trainer, source, records = train_skipgram(walks, inputs.table.n_nodes, params, inputs.threads, inputs.seed,
-                                                  ValidationCurve.from_folder(inputs.validation_dir))
+    def fit(cls, inputs: TrainingInputs, params: SkipGramParams) -> "SkipGramModel":
+        trainer, source, records = train_skipgram(inputs.flat_walks, inputs.table.n_nodes, params, inputs.threads,
+                                                  inputs.seed, ValidationCurve.of(inputs.validation), inputs.progress)
         return cls("skipgram", trainer.centre.numpy(), source.counts > 0,
                    {"params": params.model_dump(), "threads": inputs.threads, "curve": curve_json(records)})

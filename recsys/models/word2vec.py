@@ -12,6 +12,7 @@ the same seed; the pipeline's ``train.deterministic`` chooses that.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +23,9 @@ import pyarrow.compute as pc
 from gensim.models import Word2Vec
 from gensim.models.callbacks import CallbackAny2Vec
 
-from recsys.config import TrainConfig, Word2VecParams
-from recsys.models.base import TrainingInputs
+from recsys.models.base import TrainingInputs, no_progress
 from recsys.models.embedding import EmbeddingModel
-from recsys.lake import read_walks
+from recsys.models.params import Word2VecParams
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +54,25 @@ def write_corpus(walks: pa.ChunkedArray, path: Path) -> Path:
 
 
 class _EpochLog(CallbackAny2Vec):
-    def __init__(self, epochs: int):
-        self.epoch, self.epochs, self.started = 0, epochs, time.perf_counter()
+    def __init__(self, epochs: int, progress=no_progress):
+        self.epoch, self.epochs, self.started, self.progress = 0, epochs, time.perf_counter(), progress
 
     def on_epoch_end(self, model: Word2Vec) -> None:
         self.epoch += 1
         log.info("word2vec: epoch %d/%d done (%.1f s)", self.epoch, self.epochs, time.perf_counter() - self.started)
+        self.progress(self.epoch, self.epochs)
 
 
-def train_word2vec(walks: pa.ChunkedArray, params: Word2VecParams, threads: int, seed: int, corpus: Path) -> Word2Vec:
+def train_word2vec(walks: pa.ChunkedArray | pa.ListArray, params: Word2VecParams, threads: int, seed: int,
+                   progress=no_progress) -> Word2Vec:
+    walks = walks if isinstance(walks, pa.ChunkedArray) else pa.chunked_array([walks])
     common = dict(vector_size=params.vector_size, window=params.window, sg=1, hs=0, negative=params.negative,
                   min_count=1, sample=params.sample, alpha=params.alpha, min_alpha=params.min_alpha,
-                  epochs=params.epochs, workers=threads, seed=seed, callbacks=[_EpochLog(params.epochs)])
-    if params.input_mode == "corpus_file":
-        return Word2Vec(corpus_file=str(write_corpus(walks, corpus)), **common)
-    return Word2Vec(sentences=WalkSentences(walks), **common)
+                  epochs=params.epochs, workers=threads, seed=seed, callbacks=[_EpochLog(params.epochs, progress)])
+    if params.input_mode == "iterator":
+        return Word2Vec(sentences=WalkSentences(walks), **common)
+    with tempfile.TemporaryDirectory(prefix="recsys-word2vec-") as scratch:  # gensim's corpus_file is a file
+        return Word2Vec(corpus_file=str(write_corpus(walks, Path(scratch) / "walks.txt")), **common)
 
 
 def vectors_by_node(model: Word2Vec, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,9 +86,9 @@ def vectors_by_node(model: Word2Vec, n_nodes: int) -> tuple[np.ndarray, np.ndarr
 
 class Word2VecModel(EmbeddingModel):
     @classmethod
-    def fit(cls, inputs: TrainingInputs, config: TrainConfig) -> "Word2VecModel":
-        params = config.word2vec
-        model = train_word2vec(read_walks(inputs.walks_dir), params, inputs.threads, inputs.seed,
-                               inputs.work_dir / "walks_corpus.txt")
+    def fit(cls, inputs: TrainingInputs, params: Word2VecParams) -> "Word2VecModel":
+        if inputs.walks is None:
+            raise ValueError("word2vec trains on walks, but none were given")
+        model = train_word2vec(inputs.walks, params, inputs.threads, inputs.seed, inputs.progress)
         vectors, has_vector = vectors_by_node(model, inputs.table.n_nodes)
         return cls("word2vec", vectors, has_vector, {"params": params.model_dump(), "threads": inputs.threads})

@@ -9,10 +9,17 @@ root, so the real ``prefect.yaml`` is what gets deployed. It proves that:
 * the server then has both deployments, and ``nightly`` carries the 02:00 cron schedule in UTC
   (the server runs without its scheduler service, so that schedule cannot put a run of the repo's
   own lake in front of the worker);
-* ``prefect deployment run 'nightly/manual'`` with a ``config`` override is picked up by
-  ``prefect worker start --pool recsys-local``, runs the flow from the entrypoint in a fresh
-  process and reaches COMPLETED;
-* that run published: ``read_latest`` returns a table and ``_LATEST`` names the run date.
+* both deployments carry the file's concurrency limit, one run at a time with the ENQUEUE collision
+  strategy, and the work pool's job variables that send the library's ``recsys`` loggers to the run
+  logs (``PREFECT_LOGGING_EXTRA_LOGGERS``);
+* two ``prefect deployment run 'nightly/manual'`` with one ``config`` override, into one lake, are
+  both picked up by ``prefect worker start --pool recsys-local``: each runs the flow from the
+  entrypoint in a fresh process and reaches COMPLETED, and they queue instead of overlapping: the
+  second waited in ``AwaitingConcurrencySlot`` and started no earlier than the first ended (read from
+  the server's states, so the lake's run lock never had to turn one away);
+* the run logs hold records of the library's own loggers (``recsys.*``), and the run made the
+  ``report`` (markdown) and ``item-to-item-metrics`` (table) artifacts;
+* the runs published: ``read_latest`` returns a table and ``_LATEST`` names the run date.
 
 Every process the test starts carries a unique marker in its environment; teardown ends them all
 (server, worker, the flow run it spawned, Spark's JVM) by that marker, even ones that were moved
@@ -39,8 +46,12 @@ from tests.conftest import PROJECT_ROOT
 
 MARKER = "RECSYS_DEPLOYMENT_TEST"
 SERVER_TIMEOUT_S = 120
-RUN_TIMEOUT_S = 300
+RUN_TIMEOUT_S = 300  # one run; the two queued runs get twice this, plus the wait for a slot
+LOGS_TIMEOUT_S = 60  # the flow run's process sends its last log batch as it exits, just after COMPLETED
+SLOT_WAIT_S = 5  # how long the server tells a run that found no free slot to wait before it asks again
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+LIBRARY_LOGGER = "recsys"
+ARTIFACTS = {"report": "markdown", "item-to-item-metrics": "table"}
 
 
 def _free_port() -> int:
@@ -108,6 +119,9 @@ class Operator:
             "DO_NOT_TRACK": "1",
             "PREFECT_CLI_PROMPT": "false",
             "COLUMNS": "200",
+            # Server side: a run that finds its deployment's slot taken is told to come back after this
+            # many seconds (default 30); only shortens the test, the queueing itself is the default's.
+            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": str(SLOT_WAIT_S),
         }
         self.started: list[subprocess.Popen] = []
 
@@ -167,8 +181,33 @@ def operator(tmp_path):
         _end_all(op.token, op.started)
 
 
+def _logger_names(client, flow_run_id) -> set[str]:
+    """The names of the loggers behind the log records the server holds for one flow run, page by page."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    only_this_run = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+    names: set[str] = set()
+    offset = 0
+    while page := client.read_logs(log_filter=only_this_run, offset=offset, limit=200):
+        names.update(record.name for record in page)
+        offset += len(page)
+    return names
+
+
+def _from_library(logger_names: set[str]) -> set[str]:
+    return {name for name in logger_names if name == LIBRARY_LOGGER or name.startswith(LIBRARY_LOGGER + ".")}
+
+
+def _artifacts(client, flow_run_id) -> dict[str, str]:
+    """Key -> type of the artifacts one flow run (its tasks included) created."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {artifact.key: artifact.type for artifact in artifacts if artifact.key}
+
+
 @pytest.mark.slow
-def test_deploy_both_deployments_and_run_manual_through_a_worker(operator, tmp_path):
+def test_deploy_both_deployments_and_queue_two_manual_runs_through_a_worker(operator, tmp_path):
     lake = tmp_path / "lake"
     operator.run("work-pool", "create", "recsys-local", "--type", "process")
     deployed = operator.run("deploy", "--all", "--no-prompt", timeout=180)
@@ -184,31 +223,68 @@ def test_deploy_both_deployments_and_run_manual_through_a_worker(operator, tmp_p
         assert nightly.parameters == manual.parameters and nightly.parameters["config"]["dataset"] == "sample"
         # Prefect's default pull step: the worker runs the entrypoint from the directory it was deployed from.
         assert manual.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(PROJECT_ROOT)}}], deployed
+        for deployment in (nightly, manual):
+            # One run at a time per deployment; a second one waits for the slot (ENQUEUE), it is not cancelled.
+            assert deployment.global_concurrency_limit is not None, f"{deployment.name}: no concurrency limit\n{deployed}"
+            assert deployment.global_concurrency_limit.limit == 1
+            assert deployment.concurrency_options.collision_strategy.value == "ENQUEUE"
+            # The flow run's process attaches Prefect's API log handler to the library's loggers.
+            assert deployment.job_variables == {"env": {"PREFECT_LOGGING_EXTRA_LOGGERS": LIBRARY_LOGGER}}
 
-    # The whole `config` parameter is replaced: a small, fast run into a lake of the test's own.
+    # The whole `config` parameter is replaced: a small, fast run into a lake of the test's own, twice.
     config = {
         "dataset": "sample",
         "lake": str(lake),
         "spark": {"master": "local[2]", "shuffle_partitions": 2},
         "walks": {"walks_per_node": 2, "walk_length": 10, "partitions": 2},
-        "train": {"models": ["word2vec", "popular"], "word2vec": {"epochs": 1}},
+        "train": {"models": ["word2vec", "popular"], "word2vec": {"epochs": 2}},
+        "publish": {"tolerance": 1.0},
     }
-    operator.run("deployment", "run", "nightly/manual", "--params", json.dumps({"config": config}))
-    worker = operator.spawn("worker.log", "worker", "start", "--pool", "recsys-local", "--run-once", "--limit", "1")
+    for _ in range(2):  # back to back, before any worker runs: both are due at once
+        operator.run("deployment", "run", "nightly/manual", "--params", json.dumps({"config": config}))
+    # As the README starts it: a worker that keeps polling the pool, so it picks up the queued run as well.
+    worker = operator.spawn("worker.log", "worker", "start", "--pool", "recsys-local")
 
     with operator.client() as client:
-        (flow_run,) = client.read_flow_runs()  # the manual run, and nothing scheduled from `nightly`
-        assert flow_run.deployment_id == manual.id
-        assert flow_run.parameters["config"]["lake"] == str(lake)
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        while (state := client.read_flow_run(flow_run.id).state).type.value not in FINAL_STATES:
-            assert time.monotonic() < deadline, f"still {state.name} after {RUN_TIMEOUT_S} s:\n{_tail(tmp_path / 'worker.log')}"
-            assert worker.poll() is None or state.type.value != "SCHEDULED", (
-                f"the worker exited without picking the run up:\n{_tail(tmp_path / 'worker.log')}")
+        flow_runs = client.read_flow_runs()  # the two manual runs, and nothing scheduled from `nightly`
+        assert len(flow_runs) == 2, [(run.name, run.deployment_id) for run in flow_runs]
+        for flow_run in flow_runs:
+            assert flow_run.deployment_id == manual.id
+            assert flow_run.parameters["config"]["lake"] == str(lake)
+        timeout = 2 * RUN_TIMEOUT_S + 60
+        deadline = time.monotonic() + timeout
+        while True:
+            flow_runs = [client.read_flow_run(run.id) for run in flow_runs]
+            if all(run.state.type.value in FINAL_STATES for run in flow_runs):
+                break
+            states = {run.name: run.state.name for run in flow_runs}
+            assert time.monotonic() < deadline, f"still {states} after {timeout} s:\n{_tail(tmp_path / 'worker.log')}"
+            assert worker.poll() is None, f"the worker exited, runs {states}:\n{_tail(tmp_path / 'worker.log')}"
             time.sleep(1)
-    assert state.type.value == "COMPLETED", f"{state.name}: {state.message}\n{_tail(tmp_path / 'worker.log', 8000)}"
-    worker.wait(timeout=60)  # --run-once: the worker leaves once its run is over
-    assert worker.returncode == 0, _tail(tmp_path / "worker.log")
+        for run in flow_runs:
+            assert run.state.type.value == "COMPLETED", (
+                f"{run.name}: {run.state.name}: {run.state.message}\n{_tail(tmp_path / 'worker.log', 8000)}")
+        assert worker.poll() is None, f"the worker did not stay up:\n{_tail(tmp_path / 'worker.log')}"
+
+        # They queued: the second one waited for the first one's slot and started after it ended.
+        first, second = sorted(flow_runs, key=lambda run: run.start_time)
+        assert second.start_time >= first.end_time, (
+            f"overlap: {first.name} ran {first.start_time}..{first.end_time}, {second.name} started {second.start_time}")
+        history = [state.name for state in client.read_flow_run_states(second.id)]
+        assert "AwaitingConcurrencySlot" in history, history
+
+        # The first run computed every stage (the second may find them cached): the library's loggers
+        # reached its run logs, and it made the report and the metrics table as artifacts.
+        deadline = time.monotonic() + LOGS_TIMEOUT_S
+        names = _logger_names(client, first.id)
+        while not _from_library(names) and time.monotonic() < deadline:
+            time.sleep(1)
+            names = _logger_names(client, first.id)
+        made = _artifacts(client, first.id)
+        missing = [f"no {kind} artifact {key!r}" for key, kind in ARTIFACTS.items() if made.get(key) != kind]
+        if not _from_library(names):
+            missing.insert(0, f"no log record of a `{LIBRARY_LOGGER}` logger after {LOGS_TIMEOUT_S} s")
+        assert not missing, f"{first.name}: {'; '.join(missing)}\nloggers in its logs: {sorted(names)}\nartifacts: {made}"
 
     published = read_latest(lake)
     assert published.num_rows > 0

@@ -15,8 +15,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
 from recsys.lake import Lake, read_parquet_dir
 from recsys.publish import published_dates, read_latest
@@ -129,8 +129,8 @@ def test_two_nights_leave_two_versions_and_latest_names_the_second(nights):
     assert published_dates(lake) == [D, NEXT]
     pointer = json.loads(lake.latest_pointer.read_text())
     assert pointer["run_date"] == NEXT and pointer["run_id"] == nights["second"].plan.run_id
-    first_version = Path(nights["first"].publish.path)
-    assert first_version.exists() and pq.read_table(first_version / "part-00000.parquet").num_rows > 0
+    first = DeltaTable(nights["first"].publish.path, version=nights["first"].publish.version).to_pyarrow_table()
+    assert first.num_rows > 0 and set(first.column("run_id").to_pylist()) == {nights["first"].plan.run_id}
 
 
 @pytest.mark.slow
@@ -138,7 +138,7 @@ def test_rerun_with_cache_skips_every_stage_after_ingest(nights):
     states = nights["states"]
     assert {stage: states[stage] for stage in ("graph", "walks", "train", "evaluate", "publish")} == dict.fromkeys(
         ("graph", "walks", "train", "evaluate", "publish"), "Cached")
-    assert states["ingest"] == "Completed" and states["plan-run"] == "Completed"
+    assert states["ingest"] == "Completed" and states["plan-run"] == "Completed" and states["report"] == "Completed"
     assert nights["cached"].publish == nights["second"].publish  # the cached result, read back from JSON
 
 
@@ -150,5 +150,5 @@ def test_reruns_add_no_events_and_change_no_table(nights):
     assert table_second.equals(table_cached)
     assert table_second.drop_columns(["run_id"]).equals(table_recomputed.drop_columns(["run_id"]))
     assert set(table_recomputed.column("run_id").to_pylist()) == {nights["second"].plan.run_id}
-    assert nights["recomputed"].publish.published and nights["recomputed"].publish.path != nights["second"].publish.path
+    assert nights["recomputed"].publish.published and nights["recomputed"].publish.version > nights["second"].publish.version
     assert published_dates(Lake(nights["lake"])) == [D, NEXT]  # the re-publication replaced NEXT's version

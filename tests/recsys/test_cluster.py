@@ -31,10 +31,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recsys import pipeline
 from recsys.config import PipelineConfig
 from recsys.lake import Lake, read_parquet_dir, read_walks
 from recsys.transition import ITEM_STATS_FILE, TransitionTable
+from tasks.plan import plan_run
 from tests.conftest import PROJECT_ROOT, SAMPLE
 
 pytestmark = pytest.mark.slow
@@ -48,21 +48,15 @@ DRIVER_TIMEOUT_S = 480
 # The cluster run, in its own process: argv[1] is the settings as JSON, argv[2] the ingest clock.
 DRIVER = r"""
 import datetime as dt, json, sys, time
-from recsys import pipeline
 from recsys.config import PipelineConfig
 from recsys.spark import spark_session
+from tests.recsys.test_cluster import data_stages
 
-start, seconds = time.monotonic(), {}
+start = time.monotonic()
 config = PipelineConfig.model_validate(json.loads(sys.argv[1]))
 session = spark_session(config.spark)
-seconds["session"] = time.monotonic() - start
-ingested = pipeline.run_ingest(config, dt.datetime.fromisoformat(sys.argv[2]))
-seconds["ingest"] = time.monotonic() - start
-plan = pipeline.plan_run(config)
-graph = pipeline.run_graph(config, plan)
-seconds["graph"] = time.monotonic() - start
-walks = pipeline.run_walks(config, plan)
-seconds["walks"] = time.monotonic() - start
+ingested, plan, graph, walks, seconds = data_stages(config, dt.datetime.fromisoformat(sys.argv[2]))
+seconds = {"session": 0.0, **{k: v + (seconds["start"] - start) for k, v in seconds.items() if k != "start"}}
 context = session.sparkContext
 summary = {"master": context.master, "app_id": context.applicationId, "run_id": plan.run_id,
            "executors": context._jsc.sc().getExecutorMemoryStatus().size() - 1,  # the driver is listed too
@@ -71,6 +65,26 @@ summary = {"master": context.master, "app_id": context.applicationId, "run_id": 
 session.stop()
 print("RESULT " + json.dumps(summary), flush=True)
 """
+
+
+def data_stages(config: PipelineConfig, now: dt.datetime):
+    """Ingest, plan, graph and walks with the library's stage functions, as the nightly flow chains them."""
+    from recsys.graph import build_graph
+    from recsys.ingest import ingest
+    from recsys.spark import spark_session
+    from recsys.walks import generate_walks
+    from tasks.plan import plan_run
+
+    start, seconds, spark, lake = time.monotonic(), {}, spark_session(config.spark), Lake(config.lake)
+    seconds["start"] = start
+    ingested = ingest(spark, config.ingest, lake, now)
+    seconds["ingest"] = time.monotonic() - start
+    plan = plan_run(config)
+    graph = build_graph(spark, config.graph, lake, plan.window, plan.paths.graph, plan.validation)
+    seconds["graph"] = time.monotonic() - start
+    walks = generate_walks(spark, TransitionTable.load(plan.paths.graph), config.walks, config.seed, plan.paths.walks)
+    seconds["walks"] = time.monotonic() - start
+    return ingested, plan, graph, walks, seconds
 
 
 def _free_port() -> int:
@@ -209,10 +223,7 @@ def test_cluster_run_writes_the_same_tables_as_local_mode(spark, cluster, events
         cluster.wait_for_worker()
         # Local mode in this process (the suite's session) while the cluster run works.
         start = time.monotonic()
-        pipeline.run_ingest(local, NOW)
-        plan = pipeline.plan_run(local)
-        pipeline.run_graph(local, plan)
-        local_walks = pipeline.run_walks(local, plan)
+        _, plan, _, local_walks, _ = data_stages(local, NOW)
         local_seconds = time.monotonic() - start
         output, _ = driver.communicate(timeout=DRIVER_TIMEOUT_S)
     finally:
@@ -228,7 +239,7 @@ def test_cluster_run_writes_the_same_tables_as_local_mode(spark, cluster, events
     assert summary["executors"] >= 1
     assert any((cluster.work / summary["app_id"]).glob("*/stderr")), "the worker launched no executor for the app"
     # Same settings (spark and lake aside): same run id, so the two runs' folders line up.
-    cluster_plan = pipeline.plan_run(on_cluster)
+    cluster_plan = plan_run(on_cluster)
     assert summary["run_id"] == cluster_plan.run_id == plan.run_id and cluster_plan.run_dir != plan.run_dir
 
     events = _events(local)

@@ -10,17 +10,39 @@ from recsys.config import PipelineConfig
 from tests.conftest import DATASETS, PROJECT_ROOT
 
 
-def test_defaults_run_on_the_sample():
+def test_defaults_run_on_the_sample_shipped_in_the_package():
     config = PipelineConfig()
-    assert config.ingest.input.name == "events.csv.gz" and config.ingest.input.exists()
+    assert config.ingest.input is None and config.ingest.source().name == "events.csv.gz"
+    assert config.ingest.source().parent == PROJECT_ROOT / "recsys" / "sample_data"
+    assert config.ingest.items_source().name == "items.csv.gz"
+    config.check_files()
     assert config.ingest.column_mapping().time_format == "iso"
+
+
+def test_no_default_reads_a_file_and_disk_checks_name_the_field(tmp_path, monkeypatch):
+    """Validation never opens a file (a deployment's config validates on any machine); ``check_files``,
+    which a run calls before any stage, does."""
+    import builtins
+
+    def no_open(*args, **kwargs):
+        raise AssertionError(f"validation opened {args[0]}")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(builtins, "open", no_open)
+        missing = PipelineConfig.model_validate({"ingest": {"input": "/does/not/exist"}})
+        PipelineConfig()
+    with pytest.raises(ValueError, match="ingest.input: path does not exist: /does/not/exist"):
+        missing.check_files()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="lake: not a directory"):
+        PipelineConfig.model_validate({"lake": str(tmp_path / "file")}).check_files()
 
 
 @pytest.mark.parametrize("override, field", [
     ({"walks": {"walk_length": 1}}, "walks.walk_length"),
     ({"train": {"models": ["nope"]}}, "train.models"),
     ({"ingest": {"preset": "nope"}}, "ingest.preset"),
-    ({"ingest": {"input": "/does/not/exist"}}, "ingest.input"),
+    ({"train": {"skipgram": {"epochs": 0}}}, "train.skipgram.epochs"),
     ({"graph": {"decay": 2}}, "graph.decay"),
     ({"walks": {"partitions": 0}}, "walks.partitions"),
     ({"typo": 1}, "typo"),
@@ -41,7 +63,7 @@ def test_recsys_never_imports_prefect():
 
 
 def test_only_spark_facing_modules_import_pyspark():
-    allowed = {"spark.py", "ingest.py", "graph.py", "walks.py", "holdout.py", "pipeline.py"}
+    allowed = {"spark.py", "ingest.py", "graph.py", "walks.py", "holdout.py"}
     for path in (PROJECT_ROOT / "recsys").rglob("*.py"):
         if "pyspark" in path.read_text() and "import" in path.read_text():
             uses = [l for l in path.read_text().splitlines() if l.startswith(("import pyspark", "from pyspark"))]
@@ -81,18 +103,19 @@ def test_late_row_limit_shorter_than_the_window_fails_early():
 
 def test_items_input_without_item_id_fails_early(tmp_path):
     (tmp_path / "items.csv").write_text("sku,category\n1,a\n")
-    with pytest.raises(ValidationError, match=r"no column\(s\) \['item_id'\]"):
-        PipelineConfig.model_validate({"ingest": {"items_input": str(tmp_path / "items.csv")}})
+    with pytest.raises(ValueError, match=r"ingest.items_input: .* no column\(s\) \['item_id'\]"):
+        PipelineConfig.model_validate({"ingest": {"items_input": str(tmp_path / "items.csv")}}).check_files()
 
 
 def test_items_mapping_names_the_columns_of_another_layout(tmp_path):
     (tmp_path / "items.csv").write_text("sku;group\n1;a\n")
     mapping = {"delimiter": ";", "item_id": "sku", "category": "group", "brand": None, "price": None}
     config = PipelineConfig.model_validate({"ingest": {"items_input": str(tmp_path / "items.csv"), "items_mapping": mapping}})
+    config.check_files()
     assert config.ingest.items_columns().category == "group"
-    with pytest.raises(ValidationError, match=r"no column\(s\) \['colour'\]"):
+    with pytest.raises(ValueError, match=r"no column\(s\) \['colour'\]"):
         PipelineConfig.model_validate({"ingest": {"items_input": str(tmp_path / "items.csv"),
-                                                  "items_mapping": {**mapping, "brand": "colour"}}})
+                                                  "items_mapping": {**mapping, "brand": "colour"}}}).check_files()
 
 
 def test_diginetica_preset_reads_its_items_file():
@@ -144,3 +167,22 @@ def test_nothing_loaded_from_the_lake_is_unpickled():
         for call in text.split("torch.load(")[1:]:
             assert "weights_only=True" in call.split(")")[0], f"{path}: torch.load without weights_only=True"
         assert ".wv.save(" not in text and "Word2Vec.load(" not in text, f"{path}: gensim's pickle-based save/load"
+
+
+def test_models_receive_params_and_data_and_import_neither_config_nor_lake():
+    for path in (PROJECT_ROOT / "recsys" / "models").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        modules = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not modules & {"recsys.config", "recsys.lake", "recsys.presets"}, path
+
+
+def test_validating_a_config_imports_neither_torch_nor_gensim_and_has_no_import_cycle():
+    import subprocess
+    import sys
+
+    code = ("import sys, recsys.presets, recsys.config; c = recsys.config.PipelineConfig.model_validate("
+            "{'train': {'models': ['skipgram', 'eges'], 'skipgram': {'epochs': 2}}}); "
+            "print(c.train.params_for('skipgram').epochs, 'torch' in sys.modules, 'gensim' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["2", "False", "False"]

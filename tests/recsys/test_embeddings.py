@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 
 from recsys.catalog import Catalog, build_catalog
-from recsys.config import MFParams, SideInfoParams, SkipGramParams, TrainConfig, WalksConfig
-from recsys.models import WITH_CURVES, model_class
+from recsys.config import TrainConfig, WalksConfig
+from recsys.models.params import MFParams, SideInfoParams, SkipGramParams
+from recsys.models import model_class, with_curves
 from recsys.models.base import TrainingInputs
 from recsys.models.negative_sampling import (EdgePairs, FlatWalks, LinearDecay, UnigramNegatives, WalkPairs, keep_probabilities,
                                              negative_sampling_step, window_pairs)
 from recsys.models.side_info import ItemParts, SideInfoTrainer, item_parts, price_buckets
-from recsys.transition import ITEM_STATS_FILE, TransitionTable
+from recsys.transition import TransitionTable
 from recsys.walks import generate_walks_local
 
 SMALL = {"vector_size": 8, "epochs": 4, "window": 3, "sample": 0.0, "batch_size": 64}
@@ -36,7 +36,7 @@ def _autograd_step(h, out, contexts, negatives, lr, out_bias=None, h_bias=None):
         params += [out_bias, h_bias]
     loss = -(torch.nn.functional.logsigmoid(s_pos).sum() + torch.nn.functional.logsigmoid(-s_neg).sum())
     loss.backward()
-    return [-lr * p.grad for p in params]
+    return [-lr * p.grad for p in params], loss.item() / h.shape[0]
 
 
 @pytest.mark.parametrize("group, bias", [(1, False), (2, False), (4, True)])
@@ -46,7 +46,7 @@ def test_closed_form_step_is_the_autograd_step(group, bias):
     contexts = torch.tensor([1, 2, 3, 1, 4, 5, 6, 1])
     negatives = torch.randint(0, 10, (8 // group, 3), generator=gen)
     out_bias, h_bias = (torch.randn(10, generator=gen), torch.randn(8, generator=gen)) if bias else (None, None)
-    expected = _autograd_step(h, out, contexts, negatives, 0.1, out_bias, h_bias)
+    expected, expected_loss = _autograd_step(h, out, contexts, negatives, 0.1, out_bias, h_bias)
     updated = out.clone()
     updated_bias = out_bias.clone() if bias else None
     dh, dh_bias, loss = negative_sampling_step(h, contexts, negatives, updated, 0.1, updated_bias, h_bias)
@@ -55,7 +55,7 @@ def test_closed_form_step_is_the_autograd_step(group, bias):
     if bias:
         assert torch.allclose(updated_bias - out_bias, expected[2], atol=1e-5)
         assert torch.allclose(dh_bias, expected[3], atol=1e-5)
-    assert loss > 0
+    assert loss == pytest.approx(expected_loss, rel=1e-5)  # the batch's mean loss, before the update
 
 
 def test_side_information_step_is_the_autograd_step_with_learned_weights():
@@ -143,14 +143,12 @@ def _side_items(table: TransitionTable) -> pa.Table:
 
 
 def _inputs(tmp_path, seed: int = 5) -> TrainingInputs:
+    """In memory, as the train stage hands them over: no file is written."""
     table = _two_cliques()
-    graph = table.save(tmp_path / "graph")
-    pq.write_table(pa.table({"item_id": table.item_ids.tolist(), "events": [1] * 12}), graph / ITEM_STATS_FILE)
-    build_catalog(table, _side_items(table)).save(graph)
+    stats = pa.table({"item_id": table.item_ids.tolist(), "events": [1] * 12})
     walks = generate_walks_local(table, WalksConfig(walks_per_node=10, walk_length=10), seed=1)
-    (tmp_path / "walks").mkdir(exist_ok=True)
-    pq.write_table(walks, tmp_path / "walks" / "part-0.parquet")
-    return TrainingInputs(graph, tmp_path / "walks", tmp_path / "work", seed=seed, threads=1)
+    return TrainingInputs(table, build_catalog(table, _side_items(table)), stats, walks.column("walk").combine_chunks(),
+                          seed=seed, threads=1)
 
 
 def _config() -> TrainConfig:
@@ -174,11 +172,11 @@ def test_item_parts_give_each_item_its_id_category_and_price_bucket():
     assert price_buckets(np.array([1.0, np.nan, 3.0, 2.0]), 2).tolist() == [0, -1, 1, 1]
 
 
-@pytest.mark.parametrize("name", WITH_CURVES)
+@pytest.mark.parametrize("name", with_curves())
 def test_each_pytorch_model_separates_two_cliques_deterministically_with_falling_loss(tmp_path, name):
     inputs = _inputs(tmp_path)
-    model = model_class(name).fit(inputs, _config())
-    again = model_class(name).fit(_inputs(tmp_path / "again"), _config())
+    model = model_class(name).fit(inputs, _config().params_for(name))
+    again = model_class(name).fit(_inputs(tmp_path / "again"), _config().params_for(name))
     assert np.array_equal(model.left, again.left)  # one thread + seed -> identical vectors
     curve = model.meta["curve"]
     assert len(curve) == 4 and curve[-1]["loss"] < curve[0]["loss"]
@@ -191,7 +189,7 @@ def test_each_pytorch_model_separates_two_cliques_deterministically_with_falling
 @pytest.mark.parametrize("name", ["side_info_avg", "eges"])
 def test_cold_items_get_vectors_from_side_information_only_and_are_never_recommended(tmp_path, name):
     inputs = _inputs(tmp_path)
-    model = model_class(name).fit(inputs, _config())
+    model = model_class(name).fit(inputs, _config().params_for(name))
     assert model.has_vector[:14].all() and len(model.has_vector) == 14  # no_side is not in the catalogue
     scores = model.pair_scores(np.array([12, 12, 13, 13]), np.array([0, 6, 6, 0]))
     assert scores[0] > scores[1] and scores[2] > scores[3]  # a cold item sits with its category
@@ -201,7 +199,8 @@ def test_cold_items_get_vectors_from_side_information_only_and_are_never_recomme
 
 @pytest.mark.parametrize("name", ["word2vec", "skipgram", "mf_pairs", "mf_walks"])
 def test_id_only_models_have_no_vector_for_cold_items(tmp_path, name):
-    model = model_class(name).fit(_inputs(tmp_path), _config().model_copy(update={"word2vec": _config().word2vec.model_copy(update={"vector_size": 8})}))
+    params = _config().params_for(name)
+    model = model_class(name).fit(_inputs(tmp_path), params.model_copy(update={"vector_size": 8}) if name == "word2vec" else params)
     fallback = np.float32(model.fallback)
     assert model.pair_scores(np.array([12, 0]), np.array([0, 13])).tolist() == [fallback, fallback]
     idx, _ = model.similar(np.array([12, 13]), 3)
@@ -226,3 +225,36 @@ def test_catalog_round_trips(tmp_path):
     loaded = Catalog.load(tmp_path)
     assert loaded.item_ids.tolist() == catalog.item_ids.tolist() and loaded.n_nodes == 12
     assert np.allclose(loaded.price, catalog.price, equal_nan=True)
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
+    from recsys.models.negative_sampling import Schedule, train_pairs
+    from recsys.models.skipgram import SkipGramTrainer
+
+    table = _two_cliques()
+    walks = generate_walks_local(table, WalksConfig(walks_per_node=5, walk_length=10), seed=1)
+    source = WalkPairs(FlatWalks.from_arrow(walks.column("walk")), 12, window=2, sample=0.0)
+    trainer = SkipGramTrainer(12, 4, seed=3)
+    aucs, seen = iter([0.6, 0.8, 0.7, 0.75, 0.9, 0.95]), {}
+
+    def scripted(model) -> float:  # the validation AUC after each epoch, and a copy of the centre vectors then
+        seen[len(seen) + 1] = model.centre.clone()
+        return next(aucs)
+
+    records = train_pairs(trainer, source, UnigramNegatives(source.counts), Schedule(6, 0.025, 0.0001, 2, 16, 8), 0,
+                          scripted, patience=2)
+    assert [r.epoch for r in records] == [1, 2, 3, 4]  # no better AUC in epochs 3 and 4: stop
+    assert [r.best for r in records] == [False, True, False, False]
+    assert torch.equal(trainer.centre, seen[2]) and not torch.equal(seen[2], seen[4])
+
+
+def test_without_patience_every_epoch_runs_and_the_last_is_kept():
+    from recsys.models.negative_sampling import Schedule, train_pairs
+    from recsys.models.skipgram import SkipGramTrainer
+
+    table = _two_cliques()
+    walks = generate_walks_local(table, WalksConfig(walks_per_node=5, walk_length=10), seed=1)
+    source = WalkPairs(FlatWalks.from_arrow(walks.column("walk")), 12, window=2, sample=0.0)
+    records = train_pairs(SkipGramTrainer(12, 4, seed=3), source, UnigramNegatives(source.counts),
+                          Schedule(3, 0.025, 0.0001, 2, 16, 8), 0, lambda model: 0.5)
+    assert [r.best for r in records] == [False, False, True]

@@ -6,11 +6,14 @@ import datetime as dt
 
 import networkx as nx
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from recsys.config import GraphConfig, IngestConfig, WindowConfig
-from recsys.graph import build_graph, session_pairs, summed_edges
+from recsys.graph import GraphResult, build_graph, session_pairs, summed_edges
 from recsys.ingest import ingest
 from recsys.lake import Lake
 from recsys.timewindow import resolve_window
@@ -20,6 +23,58 @@ from tests.conftest import TAOBAO, dataset
 
 def _events(spark, rows):
     return spark.createDataFrame(rows, "session_id string, item_id string, event_type string, event_time timestamp")
+
+
+def _naive_pairs(events, config: GraphConfig):
+    """The graph stage's first ``session_pairs``, kept as the reference: number each session's events
+    and self-join on the session with a range on position, O(L^2) per session (no length limit)."""
+    weights = F.create_map(*[F.lit(x) for kv in sorted(config.event_weights.items()) for x in kv])
+    order = Window.partitionBy("session_id").orderBy("event_time", "item_id", "event_type")
+    positioned = events.select("session_id", "item_id", weights[F.col("event_type")].alias("w"),
+                               F.row_number().over(order).alias("pos"))
+    a, b = positioned.alias("a"), positioned.alias("b")
+    joined = a.join(b, (F.col("a.session_id") == F.col("b.session_id"))
+                    & (F.col("b.pos") > F.col("a.pos")) & (F.col("b.pos") <= F.col("a.pos") + config.window))
+    distance = F.col("b.pos") - F.col("a.pos")
+    pairs = joined.where(F.col("a.item_id") != F.col("b.item_id")).select(
+        F.col("a.item_id").alias("src"), F.col("b.item_id").alias("dst"),
+        (F.greatest("a.w", "b.w") * F.pow(F.lit(config.decay), distance - 1)).alias("weight"))
+    return pairs.unionByName(pairs.select(F.col("dst").alias("src"), F.col("src").alias("dst"), "weight"))
+
+
+def _rows(frame) -> list[tuple]:
+    return sorted(tuple(r) for r in frame.collect())
+
+
+def _random_sessions(seed: int, lengths) -> list[tuple]:
+    """Sessions of the given lengths over a few items (repeats give self pairs), all event types, and
+    coarse times (ties, broken by item and type)."""
+    rng = np.random.default_rng(seed)
+    kinds = ["view", "cart", "purchase", "favorite"]
+    rows = []
+    for n, length in enumerate(lengths):
+        items = max(2, int(rng.integers(1, 3 * length + 2)))
+        rows += [(f"s{n}", f"i{rng.integers(0, items)}", kinds[rng.integers(0, 4)],
+                  _t(0) + dt.timedelta(seconds=int(rng.integers(0, max(2, length // 2))))) for _ in range(length)]
+    return rows
+
+
+def _write_lake_events(lake: Lake, rows: list[tuple]) -> None:
+    """Canonical events straight into the lake layout, one Parquet file per event date."""
+    by_day: dict[dt.date, list[tuple]] = {}
+    for row in rows:
+        by_day.setdefault(row[3].date(), []).append(row)
+    for day, day_rows in by_day.items():
+        folder = lake.events / f"event_date={day.isoformat()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({
+            "event_time": pa.array([r[3] for r in day_rows], pa.timestamp("us", tz="UTC")),
+            "user_id": pa.array([f"u-{r[0]}" for r in day_rows], pa.string()),
+            "session_id": pa.array([r[0] for r in day_rows], pa.string()),
+            "item_id": pa.array([r[1] for r in day_rows], pa.string()),
+            "event_type": pa.array([r[2] for r in day_rows], pa.string()),
+            "source_file": pa.array(["test"] * len(day_rows), pa.string()),
+        }), folder / "part-0.parquet")
 
 
 def _t(minute: int) -> dt.datetime:
@@ -125,3 +180,59 @@ def test_validation_split_holds_out_whole_sessions_of_the_last_days(spark):
     assert kept.count() + split.only(events).count() == events.count()  # whole sessions, both days
     again = ValidationSplit(day, day, 0.25, seed=3)
     assert held == {r["session_id"] for r in again.only(events).select("session_id").distinct().collect()}
+
+
+@pytest.mark.parametrize("window, decay", [(1, 1.0), (3, 0.7), (5, 0.5)])
+def test_session_pairs_equal_the_naive_self_join(spark, window, decay):
+    lengths = [1, 2, 3, 4, 5, 6, 7, 9, 12, 17, 25, 40, 64, 1, 2, 3, 150]
+    events = _events(spark, _random_sessions(window, lengths)).repartition(3)
+    config = GraphConfig(window=window, decay=decay, max_session_length=max(lengths))
+    pairs, naive = session_pairs(events, config), _naive_pairs(events, config)
+    assert pairs.columns == naive.columns == ["src", "dst", "weight"]
+    assert _rows(pairs) == _rows(naive)  # the same rows, weights bit for bit
+    assert _rows(summed_edges(pairs, 0)) == _rows(summed_edges(naive, 0))
+
+
+def test_a_session_of_20000_events_gives_every_pair_within_the_window(spark):
+    length, window = 20_000, 3
+    start = dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)
+    events = spark.range(length).select(
+        F.lit("bot").alias("session_id"), F.concat(F.lit("i"), (F.col("id") % 3).cast("string")).alias("item_id"),
+        F.lit("view").alias("event_type"),
+        (F.lit(start) + F.make_dt_interval(secs=F.col("id").cast("decimal(18,6)"))).alias("event_time"))
+    config = GraphConfig(window=window, max_session_length=length)
+    # items cycle with period 3 = window: every pair at distance 3 is a self pair, the others are not
+    expected = 2 * sum(length - d for d in range(1, window + 1)) - 2 * (length - 3)
+    assert session_pairs(events, config).count() == expected
+    assert session_pairs(events, config.model_copy(update={"max_session_length": length - 1})).count() == 0
+
+
+def test_sessions_longer_than_the_limit_give_no_pairs_and_are_counted(spark, tmp_path):
+    rows = [(f"bot{b}", f"b{k % 4}", "view", dt.datetime(2024, 3, 1, 9, 0, k, tzinfo=dt.timezone.utc))
+            for b in range(2) for k in range(30)]
+    rows += [("s1", "a", "view", _t(0)), ("s1", "b", "cart", _t(1)), ("s1", "c", "view", _t(2)),
+             ("s2", "a", "view", dt.datetime(2024, 3, 2, 8, tzinfo=dt.timezone.utc)),
+             ("s2", "c", "purchase", dt.datetime(2024, 3, 2, 8, 1, tzinfo=dt.timezone.utc)),
+             ("s3", "a", "view", dt.datetime(2024, 3, 3, 8, tzinfo=dt.timezone.utc)),  # the test day
+             ("s3", "b", "view", dt.datetime(2024, 3, 3, 8, 1, tzinfo=dt.timezone.utc))]
+    config = GraphConfig(window=2, decay=0.5, max_session_length=20)
+    short = [r for r in rows if not r[0].startswith("bot")]
+    pairs = session_pairs(_events(spark, rows), config)
+    assert _rows(pairs) == _rows(_naive_pairs(_events(spark, short), config))
+    assert not {r["src"] for r in pairs.collect()} & {"b0", "b1", "b2", "b3"}
+
+    lake = Lake(tmp_path / "lake")
+    _write_lake_events(lake, rows)
+    window = resolve_window(WindowConfig(test_days=1), lake)
+    result = build_graph(spark, config, lake, window, tmp_path / "graph")
+    assert (result.long_sessions, result.long_session_events) == (2, 60)
+    assert result.train_events == 65  # the item statistics still count every training event
+    table = TransitionTable.load(tmp_path / "graph")
+    # s1: a-b 3, b-c 3, a-c 1 * 0.5 (two views); s2: a-c 5
+    assert table["a"] == pytest.approx({"b": 3 / 8.5, "c": 5.5 / 8.5})
+    assert all(table[f"b{k}"] == {} for k in range(4))
+    assert GraphResult("p", 1, 2, 3, 0).long_session_events == 0  # new fields last, with defaults
+
+    relaxed = build_graph(spark, config.model_copy(update={"max_session_length": 30}), lake, window, tmp_path / "all")
+    assert (relaxed.long_sessions, relaxed.long_session_events) == (0, 0)
+    assert TransitionTable.load(tmp_path / "all")["b0"] != {}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from recsys.config import TrainConfig, WalksConfig, Word2VecParams
-from recsys.transition import ITEM_STATS_FILE
+from recsys.catalog import build_catalog
+from recsys.config import TrainConfig, WalksConfig
 from recsys.models import REGISTRY, model_class
+from recsys.models.params import NoParams, Word2VecParams
 from recsys.models.base import TrainingInputs, top_n_rows
 from recsys.models.embedding import EmbeddingModel
 from recsys.transition import TransitionTable
@@ -17,12 +17,10 @@ from recsys.walks import generate_walks_local
 
 
 def _inputs(tmp_path, table: TransitionTable, events: list[int], walks: pa.Table | None = None) -> TrainingInputs:
-    graph = table.save(tmp_path / "graph")
-    pq.write_table(pa.table({"item_id": table.item_ids.tolist(), "events": events}), graph / ITEM_STATS_FILE)
-    if walks is not None:
-        (tmp_path / "walks").mkdir()
-        pq.write_table(walks, tmp_path / "walks" / "part-0.parquet")
-    return TrainingInputs(graph, tmp_path / "walks", tmp_path / "work", seed=5, threads=1)
+    """In memory, as the train stage hands them over: no file is written."""
+    stats = pa.table({"item_id": table.item_ids.tolist(), "events": events})
+    return TrainingInputs(table, build_catalog(table, None), stats,
+                          walks.column("walk").combine_chunks() if walks is not None else None, seed=5, threads=1)
 
 
 def _two_cliques(size: int = 6) -> TransitionTable:
@@ -41,7 +39,7 @@ def test_top_n_rows_orders_pads_and_skips_infinite():
 
 def test_popular_recommends_most_popular_never_itself(tmp_path):
     table = _two_cliques()
-    model = model_class("popular").fit(_inputs(tmp_path, table, list(range(12))), TrainConfig())
+    model = model_class("popular").fit(_inputs(tmp_path, table, list(range(12))), NoParams())
     idx, _ = model.similar(np.array([11, 0]), 3)
     assert idx.tolist() == [[10, 9, 8], [11, 10, 9]]
     assert model.pair_scores(np.array([0, -1]), np.array([11, 11])).tolist() == [pytest.approx(np.log1p(11)), 0.0]
@@ -49,7 +47,7 @@ def test_popular_recommends_most_popular_never_itself(tmp_path):
 
 def test_item_knn_neighbours_are_co_occurring_items(tmp_path):
     table = _two_cliques()
-    model = model_class("item_knn").fit(_inputs(tmp_path, table, [1] * 12), TrainConfig())
+    model = model_class("item_knn").fit(_inputs(tmp_path, table, [1] * 12), NoParams())
     idx, val = model.similar(np.array([0, 7]), 8)
     assert set(idx[0][idx[0] >= 0]) == {1, 2, 3, 4, 5} and (idx[0][5:] == -1).all()
     assert set(idx[1][idx[1] >= 0]) == {6, 8, 9, 10, 11}
@@ -60,7 +58,7 @@ def test_item_knn_neighbours_are_co_occurring_items(tmp_path):
 def test_word2vec_separates_two_cliques_and_is_deterministic(tmp_path):
     table = _two_cliques()
     walks = generate_walks_local(table, WalksConfig(walks_per_node=30, walk_length=10), seed=1)
-    config = TrainConfig(word2vec=Word2VecParams(vector_size=8, epochs=10, window=3))
+    config = Word2VecParams(vector_size=8, epochs=10, window=3)
     inputs = _inputs(tmp_path, table, [1] * 12, walks)
     model = model_class("word2vec").fit(inputs, config)
     again = model_class("word2vec").fit(inputs, config)
@@ -75,7 +73,7 @@ def test_word2vec_separates_two_cliques_and_is_deterministic(tmp_path):
 def test_word2vec_iterator_mode_trains_too(tmp_path):
     table = _two_cliques()
     walks = generate_walks_local(table, WalksConfig(walks_per_node=30, walk_length=10), seed=1)
-    config = TrainConfig(word2vec=Word2VecParams(vector_size=8, epochs=10, window=3, input_mode="iterator"))
+    config = Word2VecParams(vector_size=8, epochs=10, window=3, input_mode="iterator")
     model = model_class("word2vec").fit(_inputs(tmp_path, table, [1] * 12, walks), config)
     within = model.pair_scores(np.array([0, 6]), np.array([1, 7]))
     across = model.pair_scores(np.array([0, 6]), np.array([7, 1]))
@@ -92,6 +90,11 @@ def test_embedding_model_round_trips_without_pickle(tmp_path):
     assert (idx[0] == -1).all() and 2 not in idx[1] and 0 not in idx[1]
 
 
-def test_every_registered_model_resolves():
-    for name in REGISTRY:
-        assert hasattr(model_class(name), "fit") and hasattr(model_class(name), "load")
+def test_every_registered_model_resolves_to_a_model_with_its_params_in_the_config():
+    from recsys.models.base import Model
+
+    config = TrainConfig()
+    for name, spec in REGISTRY.items():
+        cls = model_class(name)
+        assert issubclass(cls, Model) and cls.serves and cls.fit.__func__ is not Model.fit.__func__, name
+        assert isinstance(config.params_for(name), spec.params), name
