@@ -1,4 +1,4 @@
-"""The ``recsys`` command: run the nightly flow locally, show or roll back the latest pointer, print the config.
+"""The ``recsys`` command: run the nightly flow locally, show the latest pointer, roll the published table back, print the config.
 
 ``recsys run`` needs no server: Prefect starts a temporary local one for the run. The config is
 validated before any stage runs; an invalid one exits with status 2 and names the field.
@@ -176,7 +176,7 @@ def parser() -> argparse.ArgumentParser:
     latest = commands.add_parser("latest", help="print the _LATEST pointer of the published tables")
     latest.add_argument("--lake", help="lake root folder (default data/lake/sample)")
     latest.set_defaults(func=cmd_latest)
-    back = commands.add_parser("rollback", help="point _LATEST at an earlier published version")
+    back = commands.add_parser("rollback", help="restore the published table to an earlier run date's commit (Delta restore)")
     back.add_argument("--to", required=True, metavar="RUN_DATE", help="the run date (YYYY-MM-DD) of the version")
     back.add_argument("--lake", help="lake root folder (default data/lake/sample)")
     back.set_defaults(func=cmd_rollback)

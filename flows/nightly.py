@@ -1,4 +1,4 @@
-"""The pipeline as Prefect flows: ``nightly`` runs every stage in order; one flow per stage runs it alone.
+"""The pipeline as Prefect flows: ``nightly`` runs every stage in order; ``ingest_flow`` only ingests.
 
 ``nightly`` reads as the pipeline: each stage task receives the typed results it depends on, so the
 Prefect run graph draws the chain ingest -> plan -> graph -> (validation) -> walks -> train ->
@@ -16,9 +16,8 @@ from prefect import flow
 from recsys.config import PipelineConfig
 from tasks.lock import exclusive_lake
 from tasks.observe import library_logs_to_prefect
-from tasks.stages import (EvaluateResult, GraphResult, IngestResult, PublishResult, ReportResult, RunPlan, TrainResult,
-                          ValidationResult, WalksResult, evaluate_task, graph_task, ingest_task, plan_task,
-                          publish_task, report_task, train_task, validation_task, walks_task)
+from tasks.stages import (CachedStages, EvaluateResult, GraphResult, IngestResult, PublishResult, ReportResult, RunPlan,
+                          TrainResult, ValidationResult, WalksResult, ingest_task, plan_task, report_task)
 
 
 @dataclass(frozen=True)
@@ -44,14 +43,15 @@ def nightly(config: PipelineConfig = PipelineConfig()) -> NightlyResult:
     with library_logs_to_prefect(), exclusive_lake(config.lake):
         ingested = ingest_task(config.ingest, config.lake, config.spark)
         plan = plan_task(config, ingested)
-        graph = graph_task(config.graph, plan, config.spark)
-        validation = (validation_task(config.evaluate.validation_pairs, config.graph, graph, plan, config.spark)
+        stage = CachedStages()
+        graph = stage.graph(config.graph, plan, config.spark)
+        validation = (stage.validation(config.evaluate.validation_pairs, config.graph, graph, plan, config.spark)
                       if plan.validation else None)
-        walks = walks_task(config.walks, graph, plan, config.spark)
-        trained = train_task(config.train, graph, walks, validation, plan)
-        evaluated = evaluate_task(config.evaluate, config.graph, config.publish.champion_metric, graph, trained, plan,
-                                  config.spark)
-        published = publish_task(config.publish, evaluated, trained, graph, plan)
+        walks = stage.walks(config.walks, graph, plan, config.spark)
+        trained = stage.train(config.train, graph, walks, validation, plan)
+        evaluated = stage.evaluate(config.evaluate, config.graph, config.publish.champion_metric, graph, trained, plan,
+                                   config.spark)
+        published = stage.publish(config.publish, evaluated, trained, graph, plan)
         report = report_task(plan, ingested, graph, validation, walks, trained, evaluated, published)
     return NightlyResult(plan, ingested, graph, validation, walks, trained, evaluated, published, report)
 

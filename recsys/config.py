@@ -188,7 +188,7 @@ class PublishConfig(Strict):
     top_n: int = Field(20, ge=1, description="recommendations per item in the item-to-item table")
     champion_metric: Literal["auc", "auc_seen", "auc_cold", "hit_rate"] = Field("auc", description="metric that picks the model to publish")
     tolerance: float = Field(0.02, ge=0, description="publish nothing if the champion's metric is this much below the last published one's")
-    retention: int = Field(14, ge=1, description="published versions kept; older ones are removed, never the one _LATEST names")
+    retention: int = Field(14, ge=1, description="run dates whose data files the published Delta tables keep (for rollback); older ones are vacuumed, never what the current snapshot needs")
 
 
 class PipelineConfig(Strict):

@@ -177,7 +177,6 @@ def _parse(spark: SparkSession, files: list[RawFile], mapping: ColumnMapping) ->
 
 
 def _event_time(mapping: ColumnMapping) -> F.Column:
-    raw = F.col("time_raw")
     if mapping.time_format == "unix_s":
         return F.expr("timestamp_seconds(try_cast(time_raw AS bigint))")
     if mapping.time_format == "unix_ms":

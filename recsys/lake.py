@@ -116,11 +116,6 @@ class Lake:
     def run_lock(self) -> Path:
         return self.root / "_RUN_LOCK"
 
-    @property
-    def stage_cache(self) -> Path:
-        """Where Prefect keeps the cached results of this lake's stages (small JSON records)."""
-        return self.root / "runs" / "_cache"
-
 
 def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
     """Run ``write`` on a temporary sibling of ``path``, then rename it into place."""

@@ -67,9 +67,9 @@ def load_training_inputs(graph_dir: Path, walks_dir: Path | None = None, validat
                           validation=read_validation_pairs(validation_dir), seed=seed, threads=threads)
 
 
-def train_models(models: tuple[str, ...], params_for: Callable[[str], Any], inputs: TrainingInputs, models_dir: Path,
-                 progress: Progress | None = None) -> TrainResult:
-    """Fit each model with ``params_for(name)``; save it (atomically) to ``models_dir/<name>``."""
+def train_models(models: tuple[str, ...], params_for: Callable[[str], Any], inputs: TrainingInputs,
+                 folder_of: Callable[[str], Path], progress: Progress | None = None) -> TrainResult:
+    """Fit each model with ``params_for(name)``; save it (atomically) to ``folder_of(name)``."""
     trained = []
     for name in models:
         started = time.perf_counter()
@@ -77,7 +77,7 @@ def train_models(models: tuple[str, ...], params_for: Callable[[str], Any], inpu
             inputs.progress = lambda done, total, name=name: progress(name, done, total)
         model = model_class(name).fit(inputs, params_for(name))
         seconds = time.perf_counter() - started
-        folder = save_model(model, models_dir / name)
+        folder = save_model(model, folder_of(name))
         log.info("train: %s fitted in %.1f s (%d thread(s)) -> %s", name, seconds, inputs.threads, folder)
         trained.append(TrainedModel(name, str(folder), round(seconds, 3), tuple(sorted(model.serves)),
                                     tuple(getattr(model, "meta", {}).get("curve") or ())))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up, then run the nightly pipeline once on the embedded sample (data/sample -> data/lake).
+# Set up, then run the nightly pipeline once on the embedded sample (recsys/sample_data -> data/lake/sample).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh

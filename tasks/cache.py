@@ -4,8 +4,8 @@ Each stage declares what it reads: the settings it uses and the files and folder
 key digests those, the project's source code and the names, sizes and modification times of the
 files, so a setting a stage does not read never invalidates it (a walk setting does not recompute
 the graph). A cached stage's result still names the folder where it was computed, which may be an
-earlier run's. Results are kept as JSON (never pickle) in the lake (``runs/_cache/``), so a lake
-removed with its runs takes its cache with it.
+earlier run's (``tasks.stages.CachedStage`` computes it again if that folder is gone). Results are
+kept as JSON (never pickle) in Prefect's result storage.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ from typing import Any
 import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
+from prefect.tasks import Task
 
 from recsys.config import EvaluateConfig, GraphConfig, IngestConfig, PipelineConfig, PublishConfig, SparkConfig, \
     TrainConfig, WalksConfig
@@ -54,7 +55,8 @@ def _window(plan: RunPlan) -> dict:
 
 
 def _cached(stage: str, reads) -> dict[str, Any]:
-    return {"cache_key_fn": stage_key(stage, reads), "persist_result": True, "result_serializer": "json"}
+    return {"cache_policy": CacheKeyFnPolicy(cache_key_fn=stage_key(stage, reads)), "persist_result": True,
+            "result_serializer": "json"}
 
 
 def _log_result(stage: str, result: object) -> None:
@@ -127,9 +129,11 @@ def walks_task(settings: WalksConfig, graph: GraphResult, plan: RunPlan, spark: 
 
 
 def _train_reads(inputs: dict) -> tuple[dict, list[Path]]:
+    settings: TrainConfig = inputs["settings"]
     validation = inputs["validation"]
     paths = [Path(inputs["graph"].path), Path(inputs["walks"].path)] + ([Path(validation.path)] if validation else [])
-    return {"train": inputs["settings"], "seed": inputs["plan"].seed}, paths
+    listed = {name: settings.params_for(name) for name in settings.models}  # an unlisted model's settings do not count
+    return {"models": listed, "deterministic": settings.deterministic, "seed": inputs["plan"].seed}, paths
 
 
 @task(name="train", **_cached("train", _train_reads))
@@ -143,7 +147,7 @@ def train_task(settings: TrainConfig, graph: GraphResult, walks: WalksResult, va
     def on_epoch(model: str, done: int, total: int) -> None:
         progress((order[model] + done / max(total, 1)) / len(order), f"{model} {done}/{total}")
 
-    result = train_models(settings.models, settings.params_for, inputs, plan.paths.models, on_epoch)
+    result = train_models(settings.models, settings.params_for, inputs, plan.paths.model, on_epoch)
     for model in result.models:
         get_run_logger().info("train: %s in %.1f s -> %s", model.name, model.seconds, model.path)
     return result
@@ -166,12 +170,6 @@ def evaluate_task(settings: EvaluateConfig, pair_rule: GraphConfig, champion_met
     _log_result("holdout", built)
     result = evaluate_models(trained, inputs, load_holdout(plan.paths.holdout), settings.k, champion_metric,
                              plan.context(), plan.paths.metrics, plan.paths.plots)
-    columns = ["model", "auc", "auc_seen", "auc_cold", "hit_rate", "k", "positives", "train_seconds", "dataset", "seed"]
-    create_table_artifact(
-        key="item-to-item-metrics", table=[{c: _json_number(row[c]) for c in columns} for row in result.rows],
-        description=f"Item-to-item metrics of run {plan.run_id} ({plan.dataset}; train {plan.train_from}.."
-                    f"{plan.train_until}, test {plan.test_from}..{plan.run_date}; seed {plan.seed}); "
-                    f"champion {result.champion} by {champion_metric}")
     get_run_logger().info("evaluate: champion %s; metrics %s", result.champion, result.metrics_path)
     return result
 
@@ -203,6 +201,42 @@ def publish_task(settings: PublishConfig, evaluation: EvaluateResult, trained: T
     return result
 
 
+class CachedStage:
+    """A cached stage task that checks what its result names: a cached result whose folders or files are
+    gone (an old run folder deleted by hand) is computed again instead of handed on."""
+
+    def __init__(self, stage: Task):
+        self.stage = stage
+
+    def __call__(self, *args, **kwargs):
+        state = self.stage(*args, return_state=True, **kwargs)
+        result = state.result()
+        missing = [p for p in _named_paths(result) if not Path(p).exists()] if state.name == "Cached" else []
+        if not missing:
+            return result
+        get_run_logger().warning("%s: the cached result names %s, which is gone: computing it again",
+                                 self.stage.name, missing[0])
+        return self.stage.with_options(refresh_cache=True)(*args, **kwargs)
+
+
+def _named_paths(result: object) -> list[str]:
+    fields = dataclasses.asdict(result)
+    paths = [v for k, v in fields.items() if k.endswith("path") and isinstance(v, str) and v]
+    return paths + [m["path"] for m in fields.get("models", ())]
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedStages:
+    """The stages after ingest, each skipped when what it reads is unchanged (``tasks.cache``)."""
+
+    graph: CachedStage = CachedStage(graph_task)
+    validation: CachedStage = CachedStage(validation_task)
+    walks: CachedStage = CachedStage(walks_task)
+    train: CachedStage = CachedStage(train_task)
+    evaluate: CachedStage = CachedStage(evaluate_task)
+    publish: CachedStage = CachedStage(publish_task)
+
+
 def publication_text(result: PublishResult, run_date: str) -> str:
     if result.published:
         return (f"Published `{result.table}` for {run_date} from **{result.model}**: {result.rows} rows for "
@@ -224,6 +258,12 @@ def report_task(plan: RunPlan, ingested: IngestResult | None, graph: GraphResult
                         curves, publication_text(published, plan.run_date), Path(evaluation.plots_path))
     create_markdown_artifact(key="report", markdown=path.read_text(),
                              description=f"Report of run {plan.run_id} ({plan.dataset}), at {path}")
+    columns = ["model", "auc", "auc_seen", "auc_cold", "hit_rate", "k", "positives", "train_seconds", "dataset", "seed"]
+    create_table_artifact(
+        key="item-to-item-metrics", table=[{c: _json_number(row[c]) for c in columns} for row in evaluation.rows],
+        description=f"Item-to-item metrics of run {plan.run_id} ({plan.dataset}; train {plan.train_from}.."
+                    f"{plan.train_until}, test {plan.test_from}..{plan.run_date}; seed {plan.seed}); "
+                    f"champion {evaluation.champion} by {evaluation.metric}")
     create_markdown_artifact(key="published-item-to-item", markdown=publication_text(published, plan.run_date))
     get_run_logger().info("report: %s", path)
     return ReportResult(str(path))

@@ -23,13 +23,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
 from recsys.catalog import Catalog
 from recsys.transition import TransitionTable
+
+if TYPE_CHECKING:
+    from recsys.interactions import Interactions
 
 FALLBACK_SCORE = 0.0
 ITEM_TO_ITEM, USER_TO_ITEM, NEXT_ITEM = "item_to_item", "user_to_item", "next_item"
@@ -94,6 +97,7 @@ class TrainingInputs:
     seed: int = 0
     threads: int = 1
     progress: Callable[[int, int], None] = field(default=no_progress, repr=False)
+    interactions: Interactions | None = None  # the user x item matrix, for user-to-item models
 
     @cached_property
     def flat_walks(self):

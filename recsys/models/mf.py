@@ -22,7 +22,7 @@ import torch
 from recsys.models.base import TrainingInputs
 from recsys.models.curves import ValidationCurve, curve_json
 from recsys.models.embedding import EmbeddingModel
-from recsys.models.negative_sampling import (EdgePairs, FlatWalks, PairSource, Trainable, UnigramNegatives, WalkPairs,
+from recsys.models.negative_sampling import (EdgePairs, PairSource, Trainable, UnigramNegatives, WalkPairs,
                                              negative_sampling_step, schedule_of, torch_threads, train_pairs, uniform_init)
 from recsys.models.params import MFParams
 

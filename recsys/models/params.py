@@ -68,3 +68,22 @@ class MFParams(NegativeSamplingParams):
     sample: float = Field(0.0, ge=0, description="subsampling threshold for mf_walks' walk tokens; 0 keeps all")
     init_scale: float = Field(0.1, gt=0, description="both factor matrices start uniform in +-init_scale")
     pairs_per_epoch: int | None = Field(None, ge=1, description="mf_pairs: edges drawn per epoch; None = as many pairs as an epoch of mf_walks")
+
+
+class MFBPRParams(Strict):
+    """Matrix factorisation trained with BPR on the user x item matrix (``recsys.models.mf_bpr``);
+    the defaults are LightGCN's paper and official code, whose MF baseline this is."""
+
+    dim: int = Field(64, ge=1, description="embedding dimension of users and items")
+    lr: float = Field(0.001, gt=0, description="Adam learning rate")
+    l2: float = Field(1e-4, ge=0, description="weight of the L2 penalty: half the squared norms of the batch's user, positive and negative embeddings, divided by the batch size (the official code's `decay`)")
+    batch_size: int = Field(2048, ge=1, description="BPR triples per Adam step")
+    epochs: int = Field(1000, ge=1, description="passes over the interactions, each positive once per epoch with one fresh negative (the official code's default; far fewer fit a nightly CPU budget)")
+    init_std: float = Field(0.1, gt=0, description="embeddings start normal with this standard deviation (the official LightGCN code's initialiser)")
+
+
+class LightGCNParams(MFBPRParams):
+    """LightGCN (``recsys.models.lightgcn``): the same BPR training, on embeddings propagated over the
+    normalised user-item graph; the defaults are the paper's."""
+
+    layers: int = Field(3, ge=0, description="propagation layers K; the final embedding is the mean of layers 0..K (0 is MF-BPR)")

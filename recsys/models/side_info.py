@@ -25,7 +25,7 @@ from recsys.catalog import Catalog
 from recsys.models.base import TrainingInputs
 from recsys.models.curves import ValidationCurve, curve_json
 from recsys.models.embedding import EmbeddingModel, unit_rows
-from recsys.models.negative_sampling import (FlatWalks, Trainable, UnigramNegatives, WalkPairs, negative_sampling_step,
+from recsys.models.negative_sampling import (Trainable, UnigramNegatives, WalkPairs, negative_sampling_step,
                                              schedule_of, torch_threads, train_pairs)
 from recsys.models.params import SideInfoParams
 

@@ -8,9 +8,7 @@ without it (everything recomputes). The lake must end up with the same events an
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -142,6 +140,7 @@ def test_rerun_with_cache_skips_every_stage_after_ingest(nights):
     assert nights["cached"].publish == nights["second"].publish  # the cached result, read back from JSON
 
 
+
 @pytest.mark.slow
 def test_reruns_add_no_events_and_change_no_table(nights):
     _, second, cached, recomputed = nights["per_day"]
@@ -152,3 +151,19 @@ def test_reruns_add_no_events_and_change_no_table(nights):
     assert set(table_recomputed.column("run_id").to_pylist()) == {nights["second"].plan.run_id}
     assert nights["recomputed"].publish.published and nights["recomputed"].publish.version > nights["second"].publish.version
     assert published_dates(Lake(nights["lake"])) == [D, NEXT]  # the re-publication replaced NEXT's version
+
+
+@pytest.mark.slow
+def test_a_cached_stage_whose_run_folder_was_deleted_is_computed_again(nights, tmp_path):
+    """An operator deletes an old run folder: the next run does not hand on a result naming it."""
+    import shutil
+
+    from flows.nightly import nightly
+
+    raw = Path(nights["second"].ingest.events_path).parent.parent / "raw"
+    run_dir = Path(nights["second"].plan.run_dir)
+    shutil.rmtree(run_dir)
+    again = nightly(config=_config(raw, nights["lake"], NEXT))
+    assert Path(again.graph.path).exists() and Path(again.walks.path).exists()
+    assert all(Path(m.path).exists() for m in again.train.models)
+    assert again.plan.run_dir == str(run_dir) and Path(again.report.path).exists()

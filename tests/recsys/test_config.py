@@ -1,7 +1,6 @@
 """Config validation names the field; presets and prefect-free imports."""
 
 import ast
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError

@@ -84,7 +84,7 @@ def test_a_registered_toy_model_is_trained_evaluated_and_published(registered, t
     assert config.train.params_for("neighbour_id") == NeighbourIdParams()  # no block in the config: the defaults
     inputs, holdout = _chain()
 
-    trained = train_models(config.train.models, config.train.params_for, inputs, tmp_path / "models")
+    trained = train_models(config.train.models, config.train.params_for, inputs, lambda name: tmp_path / "models" / name)
     assert [m.name for m in trained.models] == ["neighbour_id", "popular"]
     assert trained.model("neighbour_id").serves == ("item_to_item",)
 

@@ -76,7 +76,7 @@ def trained(run, graph, walks, validation):
     plan, config = run["plan"], run["config"]
     inputs = load_training_inputs(plan.paths.graph, plan.paths.walks, plan.paths.validation, config.seed,
                                   training_threads(config.train.deterministic))
-    return train_models(config.train.models, config.train.params_for, inputs, plan.paths.models)
+    return train_models(config.train.models, config.train.params_for, inputs, plan.paths.model)
 
 
 @pytest.fixture(scope="module")

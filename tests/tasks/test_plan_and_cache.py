@@ -91,3 +91,37 @@ def test_run_plan_round_trips_through_prefects_json_serializer(tmp_path):
     serializer = JSONSerializer()
     assert serializer.loads(serializer.dumps(plan)) == plan
     assert dataclasses.asdict(serializer.loads(serializer.dumps(plan))) == dataclasses.asdict(plan)
+
+
+def test_every_cached_stage_result_round_trips_through_prefects_json_serializer(tmp_path):
+    """What a cached stage returns is read back from JSON: nested results, tuples, None and NaN included."""
+    import math
+
+    from prefect.serializers import JSONSerializer
+
+    from recsys.evaluate import EvaluateResult
+    from recsys.holdout import ValidationResult
+    from recsys.publish import PublishResult
+    from recsys.train import TrainedModel, TrainResult
+
+    results = [
+        GraphResult(str(tmp_path / "g"), 3, 4, 5, 0, cold_items=2, validation_events=1, long_sessions=1, long_session_events=9),
+        WalksResult(str(tmp_path / "w"), 6, 7, 3),
+        ValidationResult(str(tmp_path / "v"), 10, 4, 4),
+        TrainResult((TrainedModel("skipgram", "/m/skipgram", 1.5, ("item_to_item",),
+                                  ({"epoch": 1, "loss": 0.5, "validation_auc": None, "best": True},)),
+                     TrainedModel("popular", "/m/popular", 0.0))),
+        EvaluateResult("/r/metrics.parquet", "skipgram", "auc",
+                       ({"model": "skipgram", "auc": 0.8, "auc_cold": float("nan"), "k": 10},), "/r/plots"),
+        PublishResult("item_to_item", "/l/recommendations/item_to_item", 40, 2, "skipgram", "/l/_LATEST",
+                      removed_versions=("2024-03-01",), version=3),
+        PublishResult("item_to_item", "/l/t", 0, 0, "m", "/l/_LATEST", published=False, reason="worse"),
+    ]
+    serializer = JSONSerializer()
+    for result in results:
+        back = serializer.loads(serializer.dumps(result))
+        assert type(back) is type(result)
+        if isinstance(result, EvaluateResult):
+            assert math.isnan(back.rows[0]["auc_cold"]) and back.rows[0]["auc"] == 0.8 and back.champion == "skipgram"
+        else:
+            assert back == result, type(result)

@@ -1,0 +1,147 @@
+"""Matrix factorisation trained with BPR, and the BPR training both user-to-item models share.
+
+Rendle et al. 2009, "BPR: Bayesian Personalized Ranking from Implicit Feedback"
+(https://arxiv.org/abs/1205.2618), in the form of LightGCN's MF baseline (He et al. 2020, and the
+official LightGCN PyTorch code):
+
+- score: ``y(u, i) = e_u . e_i`` with ``e_u, e_i`` in ``R^dim``, initialised ``N(0, init_std^2)``;
+- loss of a batch ``B`` of triples ``(u, i, j)`` (``i`` a positive of ``u``, ``j`` a sampled negative):
+  ``mean_B softplus(y(u, j) - y(u, i)) + l2 * (|e_u|^2 + |e_i|^2 + |e_j|^2) / (2 |B|)`` summed over ``B``,
+  i.e. ``-ln sigmoid`` of the score margin plus L2 on the embeddings the batch touches;
+- Adam on all embeddings; one epoch visits every interaction once (``recsys.interactions.bpr_triples``),
+  each with one negative drawn uniformly from the user's non-interacted items.
+
+``train_bpr`` is written once for both models: LightGCN is the same loop with the scores taken from
+propagated embeddings while the L2 term stays on the ego (layer-0) embeddings. Scores of a user over all
+items are one matrix-vector product (``user_scores``). Deviation from the official code: it draws a
+user uniformly and then one of its positives, ``nnz`` times per epoch; here each interaction is used
+exactly once per epoch (as RecBole does), so every positive is seen every epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recsys.interactions import Interactions, bpr_triples
+from recsys.models.base import TrainingInputs, UserModel, no_progress, read_meta, write_meta
+from recsys.models.negative_sampling import torch_threads
+from recsys.models.params import MFBPRParams
+
+log = logging.getLogger(__name__)
+
+Propagate = Callable[[torch.Tensor], torch.Tensor]  # ego (n_users + n_items, dim) -> final, same shape
+
+
+def bpr_loss(users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, ego_users: torch.Tensor,
+             ego_positives: torch.Tensor, ego_negatives: torch.Tensor, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """BPR loss of a batch: ``(total, bpr)``, where ``bpr = mean softplus(e_u . e_j - e_u . e_i)`` on the
+    scoring embeddings (each ``(B, dim)``) and ``total = bpr + l2 * (|e0_u|^2 + |e0_i|^2 + |e0_j|^2) / (2 B)``
+    on the ego embeddings (the official LightGCN code's ``reg_loss`` times ``decay``)."""
+    margin = (users * positives).sum(1) - (users * negatives).sum(1)  # (B,)
+    bpr = F.softplus(-margin).mean()
+    reg = 0.5 * (ego_users.square().sum() + ego_positives.square().sum() + ego_negatives.square().sum()) / len(users)
+    return bpr + l2 * reg, bpr
+
+
+def train_bpr(interactions: Interactions, params: MFBPRParams, seed: int, propagate: Propagate | None = None,
+              progress: Callable[[int, int], None] = no_progress) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """Train ego embeddings of users then items ``(n_users + n_items, dim)`` with BPR and Adam.
+
+    ``propagate`` maps the ego embeddings to the scoring embeddings (None: they are the same, MF).
+    Returns the ego and final embeddings (detached) and one record per epoch: epoch, mean total loss,
+    mean BPR part, triples, seconds. Deterministic for a seed on one torch thread."""
+    R, n_users = interactions, interactions.n_users
+    generator = torch.Generator().manual_seed(seed)
+    ego = torch.empty(n_users + R.n_items, params.dim).normal_(0.0, params.init_std, generator=generator)
+    ego.requires_grad_()
+    optimizer = torch.optim.Adam([ego], lr=params.lr)
+    rng = np.random.default_rng(seed)
+    forward = propagate or (lambda e: e)
+    curve = []
+    for epoch in range(params.epochs):
+        start = time.perf_counter()
+        users, positives, negatives = bpr_triples(R, rng)  # one epoch: every interaction once, shuffled
+        if not len(users):
+            raise ValueError("no interaction has a negative to train on")
+        u_all = torch.from_numpy(users)
+        i_all, j_all = torch.from_numpy(positives + n_users), torch.from_numpy(negatives + n_users)  # node indices
+        total = bpr_total = 0.0
+        for s in range(0, len(users), params.batch_size):
+            u, i, j = u_all[s:s + params.batch_size], i_all[s:s + params.batch_size], j_all[s:s + params.batch_size]
+            final = forward(ego)  # (n_users + n_items, dim)
+            loss, bpr = bpr_loss(final[u], final[i], final[j], ego[u], ego[i], ego[j], params.l2)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(u)
+            bpr_total += bpr.item() * len(u)
+        record = {"epoch": epoch + 1, "loss": round(total / len(users), 6), "bpr_loss": round(bpr_total / len(users), 6),
+                  "triples": int(len(users)), "seconds": round(time.perf_counter() - start, 3)}
+        curve.append(record)
+        log.info("BPR epoch %d/%d: loss %.5f, %.2f s", epoch + 1, params.epochs, record["loss"], record["seconds"])
+        progress(epoch + 1, params.epochs)
+    with torch.no_grad():
+        return ego.detach(), forward(ego).detach(), curve
+
+
+def interactions_of(inputs: TrainingInputs) -> Interactions:
+    if inputs.interactions is None:
+        raise ValueError("this model trains on the user x item interactions, but none were given")
+    return inputs.interactions
+
+
+class FactorModel(UserModel):
+    """A user-to-item model scored by the dot product of a user vector and an item vector."""
+
+    name = "factors"
+
+    def __init__(self, users: np.ndarray, items: np.ndarray, user_ids: np.ndarray, item_ids: np.ndarray, meta: dict):
+        self.users = np.ascontiguousarray(users, dtype=np.float32)  # (n_users, dim)
+        self.items = np.ascontiguousarray(items, dtype=np.float32)  # (n_items, dim)
+        self.user_ids, self.item_ids = user_ids, item_ids  # object arrays: index -> id
+        self.meta = meta
+
+    @classmethod
+    def from_training(cls, interactions: Interactions, final: torch.Tensor, params: MFBPRParams, inputs: TrainingInputs,
+                      curve: list[dict]) -> "FactorModel":
+        n_users = interactions.n_users
+        meta = {"params": params.model_dump(), "seed": inputs.seed, "threads": inputs.threads, "n_users": n_users,
+                "n_items": interactions.n_items, "nnz": interactions.nnz, "curve": curve}
+        embeddings = final.numpy()
+        return cls(embeddings[:n_users], embeddings[n_users:], interactions.user_ids, interactions.item_ids, meta)
+
+    def user_scores(self, users: np.ndarray) -> np.ndarray:
+        return self.users[np.asarray(users, dtype=np.int64)] @ self.items.T  # (len(users), n_items)
+
+    def save(self, folder: Path) -> None:
+        write_meta(folder, **{**self.meta, "name": self.name})
+        np.save(folder / "users.npy", self.users)
+        np.save(folder / "items.npy", self.items)
+        np.save(folder / "user_ids.npy", self.user_ids.astype(str))  # unicode arrays: no pickle
+        np.save(folder / "item_ids.npy", self.item_ids.astype(str))
+
+    @classmethod
+    def load(cls, folder: Path, inputs: TrainingInputs) -> "FactorModel":
+        def array(name: str) -> np.ndarray:
+            return np.load(folder / name, allow_pickle=False)
+
+        return cls(array("users.npy"), array("items.npy"), array("user_ids.npy").astype(object),
+                   array("item_ids.npy").astype(object), read_meta(folder))
+
+
+class MFBPRModel(FactorModel):
+    name = "mf_bpr"
+
+    @classmethod
+    def fit(cls, inputs: TrainingInputs, params: MFBPRParams) -> "MFBPRModel":
+        interactions = interactions_of(inputs)
+        with torch_threads(inputs.threads):
+            _, final, curve = train_bpr(interactions, params, inputs.seed, None, inputs.progress)
+        return cls.from_training(interactions, final, params, inputs, curve)

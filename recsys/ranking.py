@@ -1,0 +1,280 @@
+"""Full-ranking top-K retrieval and top-K metrics, for user-to-item and next-item evaluation.
+
+Protocol (DESIGN.md, "Evaluation protocol"; the evaluation of He et al. 2020, "LightGCN: Simplifying
+and Powering Graph Convolution Network for Recommendation", SIGIR, https://arxiv.org/abs/2002.02126):
+every query row (a user, or a session prefix) is scored against **all** items, no sampled negatives;
+the items the row must not get back (its training items) are set to ``-inf`` before ``torch.topk``.
+Scores are computed one block of rows at a time, so memory is O(batch_size x n_items), never
+O(n_users x n_items).
+
+Retrieval is deterministic: of equal scores the lower item index ranks first, also at the cut-off
+(``torch.topk`` alone does not promise which of several tied items it returns). A row with fewer than
+k rankable items (finite scores) is padded with item ``-1`` and score ``-inf``; ``-1`` is "no
+prediction" everywhere in this module.
+
+Metrics, for a row ``u`` with relevant set ``R_u`` (its ground truth, a set: duplicates count once),
+top list ``i_1 .. i_K`` and hit indicator ``h_j = [i_j in R_u]``:
+
+- ``recall@K    = sum_j h_j / |R_u|``   -- the LightGCN (and RecBole) definition, **not**
+  ``/ min(|R_u|, K)``; so a row with more than K relevant items cannot reach 1;
+- ``precision@K = sum_j h_j / K``       -- padded (-1) slots count as misses, the denominator stays K;
+- ``ndcg@K      = DCG / IDCG`` with binary gains, ``DCG = sum_j h_j / log2(j + 1)`` and the ideal
+  ``IDCG = sum_{j <= min(|R_u|, K)} 1 / log2(j + 1)`` (Järvelin & Kekäläinen 2002, "Cumulated
+  gain-based evaluation of IR techniques", ACM TOIS 20(4); the binary form used by LightGCN);
+- ``hit@K       = 1 if any h_j else 0`` (HitRate@K);
+- ``mrr@K       = 1 / min{j : h_j}``, 0 when no hit in the top K (reciprocal rank of the first hit).
+
+Rows with an empty ``R_u`` are left out of the means and counted (``users_without_truth``); rows with
+no prediction at all (a row of -1) stay in and score 0 on everything. Every metric for every K comes
+from one top-max(K) list. Coverage: distinct recommended items over the catalogue size, and the share
+of rows that got at least one item.
+
+CSR arrays throughout: ``indptr`` (n_rows + 1,) and ``indices`` (nnz,), both int64, row ``r`` holding
+``indices[indptr[r]:indptr[r + 1]]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("recall", "precision", "ndcg", "hit", "mrr")
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # (B,) int64 row ids -> (B, n_items) scores
+
+
+# ---------------------------------------------------------------------------------------------- CSR
+
+
+def csr_from_pairs(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of (row, col) pairs: each row's columns sorted and de-duplicated."""
+    rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+    if rows.shape != cols.shape:
+        raise ValueError(f"rows and cols differ in length: {rows.shape} vs {cols.shape}")
+    if len(rows) and (rows.min() < 0 or rows.max() >= n_rows or cols.min() < 0):
+        raise ValueError("row ids must lie in [0, n_rows) and column ids be >= 0")
+    pairs = np.unique(np.stack([rows, cols], axis=1), axis=0)  # sorted by row, then col
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pairs[:, 0], minlength=n_rows), out=indptr[1:])
+    return indptr, np.ascontiguousarray(pairs[:, 1])
+
+
+def csr_take_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sub-CSR made of ``rows`` (in that order, repeats allowed), without a Python loop."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts, lengths = indptr[rows], indptr[rows + 1] - indptr[rows]
+    sub_indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=sub_indptr[1:])
+    # position k of the output belongs to output row r(k) and reads indices[starts[r] + k - sub_indptr[r]]
+    offsets = np.arange(sub_indptr[-1], dtype=np.int64) - np.repeat(sub_indptr[:-1] - starts, lengths)
+    return sub_indptr, np.asarray(indices, dtype=np.int64)[offsets]
+
+
+def _check_csr(indptr: np.ndarray, indices: np.ndarray, n_rows: int, name: str) -> None:
+    if len(indptr) != n_rows + 1:
+        raise ValueError(f"{name}: indptr has {len(indptr)} entries, expected n_rows + 1 = {n_rows + 1}")
+    if indptr[0] != 0 or indptr[-1] != len(indices) or np.any(np.diff(indptr) < 0):
+        raise ValueError(f"{name}: indptr must start at 0, never decrease and end at len(indices)")
+
+
+# ---------------------------------------------------------------------------------------- retrieval
+
+
+@torch.no_grad()
+def rank_top_k(scores: torch.Tensor, k: int, exclude_indptr: np.ndarray | None = None,
+               exclude_indices: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k items of each row of one score block, best first, ties to the lower item index.
+
+    ``scores`` (B, n_items) is not modified. ``exclude_*`` is a block-local CSR (B rows) of items to
+    rank at ``-inf``. Returns ``(items, values)``, both (B, k) on ``scores.device``: int64 item
+    indices and their scores; slots without a finite-scored item hold ``-1`` and ``-inf``.
+    """
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be 2-D (rows, items), got shape {tuple(scores.shape)}")
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    if not scores.is_floating_point():
+        scores = scores.float()
+    if torch.isnan(scores).any():
+        raise ValueError("scores contain NaN; a model that scores NaN cannot be ranked")
+    n_rows, n_items = scores.shape
+    if (exclude_indptr is None) != (exclude_indices is None):
+        raise ValueError("give both exclude_indptr and exclude_indices, or neither")
+    if exclude_indptr is not None:
+        exclude_indptr = np.asarray(exclude_indptr, dtype=np.int64)
+        exclude_indices = np.asarray(exclude_indices, dtype=np.int64)
+        _check_csr(exclude_indptr, exclude_indices, n_rows, "exclude")
+        if len(exclude_indices) and (exclude_indices.min() < 0 or exclude_indices.max() >= n_items):
+            raise ValueError(f"excluded item ids must lie in [0, {n_items})")
+        rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(exclude_indptr))
+        scores = scores.clone()  # (B, n_items): the caller's block stays intact
+        scores[torch.from_numpy(rows).to(scores.device), torch.from_numpy(exclude_indices).to(scores.device)] = float("-inf")
+
+    kk = min(k, n_items)
+    if kk == 0:
+        items = torch.zeros((n_rows, 0), dtype=torch.int64, device=scores.device)
+        values = scores.new_zeros((n_rows, 0))
+    else:
+        # The k-th best value is unique even when the items holding it are not: keep every item above
+        # it and, of the items equal to it, the lowest-indexed ones until each row has exactly kk.
+        threshold = torch.topk(scores, kk, dim=1).values[:, -1:]                # (B, 1)
+        above = scores > threshold                                               # (B, n_items)
+        tied = scores == threshold                                               # (B, n_items)
+        room = kk - above.sum(dim=1, keepdim=True)                               # (B, 1), >= 1
+        keep = above | (tied & (torch.cumsum(tied, dim=1, dtype=torch.int32) <= room))
+        items = keep.nonzero()[:, 1].view(n_rows, kk)                           # ascending item index
+        values = torch.gather(scores, 1, items)
+        # a stable sort keeps equal scores in ascending item order, so ties go to the lower index
+        values, order = torch.sort(values, dim=1, descending=True, stable=True)
+        items = torch.gather(items, 1, order)
+        items = torch.where(torch.isneginf(values), torch.full_like(items, -1), items)
+    if kk < k:
+        items = torch.cat([items, items.new_full((n_rows, k - kk), -1)], dim=1)
+        values = torch.cat([values, values.new_full((n_rows, k - kk), float("-inf"))], dim=1)
+    return items, values
+
+
+def top_k_in_batches(score_fn: ScoreFn, users: np.ndarray, k: int, exclude_indptr: np.ndarray | None = None,
+                     exclude_indices: np.ndarray | None = None, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k items for every row id in ``users``, scoring at most ``batch_size`` rows per call.
+
+    ``score_fn`` gets a CPU int64 tensor of row ids (B,) and returns their scores (B, n_items) on any
+    device. ``exclude_*`` is a CSR indexed by row id (not by position in ``users``). Returns numpy
+    ``(items, values)``, both (len(users), k), rows in the order of ``users``; see ``rank_top_k``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if (exclude_indptr is None) != (exclude_indices is None):
+        raise ValueError("give both exclude_indptr and exclude_indices, or neither")
+    users = np.asarray(users, dtype=np.int64)
+    if exclude_indptr is not None and len(users) and (users.min() < 0 or users.max() >= len(exclude_indptr) - 1):
+        raise ValueError(f"user ids must lie in [0, {len(exclude_indptr) - 1}), the rows of the exclude CSR")
+    started = time.perf_counter()
+    item_blocks, value_blocks, n_items = [], [], None
+    for lo in range(0, len(users), batch_size):
+        batch = users[lo:lo + batch_size]
+        with torch.no_grad():
+            scores = score_fn(torch.from_numpy(batch))                          # (B, n_items)
+        if scores.dim() != 2 or scores.shape[0] != len(batch):
+            raise ValueError(f"score_fn returned shape {tuple(scores.shape)} for {len(batch)} rows")
+        if n_items is None:
+            n_items = scores.shape[1]
+        elif scores.shape[1] != n_items:
+            raise ValueError(f"score_fn returned {scores.shape[1]} items, earlier blocks had {n_items}")
+        local = (None, None) if exclude_indptr is None else csr_take_rows(exclude_indptr, exclude_indices, batch)
+        items, values = rank_top_k(scores, k, *local)
+        if values.dtype in (torch.float16, torch.bfloat16):
+            values = values.float()  # numpy has no bfloat16
+        item_blocks.append(items.cpu().numpy())
+        value_blocks.append(values.cpu().numpy())
+    if not item_blocks:
+        return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
+    logger.info("ranked %d rows over %d items (k=%d, batch_size=%d) in %.2fs",
+                len(users), n_items, k, batch_size, time.perf_counter() - started)
+    return np.concatenate(item_blocks), np.concatenate(value_blocks)
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+
+def hit_matrix(top_items: np.ndarray, truth_indptr: np.ndarray, truth_indices: np.ndarray) -> np.ndarray:
+    """(n_rows, K) bool: whether ``top_items[u, j]`` is one of row u's relevant items (-1 never is)."""
+    top_items = np.asarray(top_items, dtype=np.int64)
+    n_rows, width = top_items.shape
+    truth_indptr = np.asarray(truth_indptr, dtype=np.int64)
+    truth_indices = np.asarray(truth_indices, dtype=np.int64)
+    _check_csr(truth_indptr, truth_indices, n_rows, "truth")
+    if np.any(top_items < -1) or (len(truth_indices) and truth_indices.min() < 0):
+        raise ValueError("item ids must be >= 0 (-1 marks an empty slot in top_items only)")
+    valid = top_items >= 0
+    if width > 1:  # a duplicate item would be counted as two hits
+        ordered = np.sort(top_items, axis=1)
+        if np.any((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)):
+            raise ValueError("top_items repeats an item within a row")
+    # membership of (row, item) pairs through one int64 key per pair: row * span + item
+    span = int(max(top_items.max(initial=-1), truth_indices.max(initial=-1))) + 1
+    truth_rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(truth_indptr))
+    truth_keys = truth_rows * span + truth_indices
+    top_keys = np.arange(n_rows, dtype=np.int64)[:, None] * span + top_items
+    return np.isin(top_keys, truth_keys) & valid
+
+
+def ranking_metrics_per_user(top_items: np.ndarray, truth_indptr: np.ndarray, truth_indices: np.ndarray,
+                             ks: Sequence[int] = (10, 20, 50)) -> dict[str, np.ndarray]:
+    """``{"recall@K": (n_rows,) float64, ...}`` for every metric and K; NaN for rows without truth."""
+    ks = sorted({int(k) for k in ks})
+    top_items = np.asarray(top_items, dtype=np.int64)
+    if top_items.ndim != 2:
+        raise ValueError(f"top_items must be 2-D (rows, K), got shape {top_items.shape}")
+    if not ks or ks[0] < 1 or ks[-1] > top_items.shape[1]:
+        raise ValueError(f"every K must lie in [1, {top_items.shape[1]}] (the width of top_items), got {ks}")
+    hits = hit_matrix(top_items, truth_indptr, truth_indices)                    # (n, K_max) bool
+    n_rows = len(hits)
+    # distinct relevant items per row: a duplicated truth entry must not inflate |R_u|
+    truth_rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(truth_indptr))
+    n_relevant = np.zeros(n_rows, dtype=np.int64)
+    if len(truth_rows):
+        uniq = np.unique(np.stack([truth_rows, np.asarray(truth_indices, dtype=np.int64)], axis=1), axis=0)
+        n_relevant = np.bincount(uniq[:, 0], minlength=n_rows)
+    has_truth = n_relevant > 0
+
+    discount = 1.0 / np.log2(np.arange(2, ks[-1] + 2))                           # (K_max,) 1/log2(rank+1)
+    ideal = np.r_[0.0, np.cumsum(discount)]                                      # ideal[m] = IDCG of m hits
+    cum_hits = np.cumsum(hits, axis=1)                                           # (n, K_max)
+    cum_dcg = np.cumsum(hits * discount, axis=1)                                 # (n, K_max)
+    first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), ks[-1])          # (n,) 0-based, K_max if none
+
+    out: dict[str, np.ndarray] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for k in ks:
+            n_hits = cum_hits[:, k - 1].astype(np.float64)
+            per_metric = {
+                "recall": n_hits / n_relevant,
+                "precision": n_hits / k,
+                "ndcg": cum_dcg[:, k - 1] / ideal[np.minimum(n_relevant, k)],
+                "hit": (n_hits > 0).astype(np.float64),
+                "mrr": np.where(first_hit < k, 1.0 / (first_hit + 1), 0.0),
+            }
+            for name in METRICS:
+                out[f"{name}@{k}"] = np.where(has_truth, per_metric[name], np.nan)
+    return out
+
+
+def ranking_metrics(top_items: np.ndarray, truth_indptr: np.ndarray, truth_indices: np.ndarray,
+                    ks: Sequence[int] = (10, 20, 50)) -> dict[str, float]:
+    """Means over rows with truth of recall, precision, ndcg, hit, mrr @ every K, plus the row counts.
+
+    Keys ``"recall@20"`` etc. (NaN when no row has truth), ``"users_evaluated"`` (rows with at least one
+    relevant item) and ``"users_without_truth"`` (rows left out of the means).
+    """
+    per_user = ranking_metrics_per_user(top_items, truth_indptr, truth_indices, ks)
+    has_truth = np.diff(truth_indptr) > 0
+    n_eval = int(has_truth.sum())
+    out: dict[str, float] = {
+        name: float(values[has_truth].mean()) if n_eval else float("nan") for name, values in per_user.items()
+    }
+    out["users_evaluated"] = n_eval
+    out["users_without_truth"] = int(len(has_truth) - n_eval)
+    return out
+
+
+def catalogue_coverage(top_items: np.ndarray, n_items: int, k: int | None = None) -> float:
+    """Distinct items recommended in the first ``k`` slots (all when None) of any row, over ``n_items``."""
+    if n_items < 1:
+        raise ValueError(f"n_items must be >= 1, got {n_items}")
+    shown = np.asarray(top_items)[:, :k]
+    return float(len(np.unique(shown[shown >= 0])) / n_items)
+
+
+def users_served(top_items: np.ndarray) -> float:
+    """Share of rows with at least one prediction (an item id >= 0); NaN for no rows."""
+    top_items = np.asarray(top_items)
+    if len(top_items) == 0:
+        return float("nan")
+    return float((top_items >= 0).any(axis=1).mean())
