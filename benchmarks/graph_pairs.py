@@ -39,7 +39,7 @@ from recsys.ingest import ingest  # noqa: E402
 from recsys.lake import Lake  # noqa: E402
 from recsys.spark import spark_session  # noqa: E402
 
-TAOBAO_HEAD = Path("/work/shared/datasets/taobao/UserBehavior_head.csv")
+TAOBAO_HEAD = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "taobao" / "UserBehavior_head.csv"
 COLUMNS = ["session_id", "item_id", "event_type", "event_time"]
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pyspark.sql import Window
 from pyspark.sql import functions as F
 
+from benchmarks.graph_pairs import self_join_pairs as _naive_pairs  # the pre-change plan, the reference
 from recsys.config import GraphConfig, IngestConfig, WindowConfig
 from recsys.graph import GraphResult, build_graph, session_pairs, summed_edges
 from recsys.ingest import ingest
@@ -23,23 +23,6 @@ from tests.conftest import TAOBAO, dataset
 
 def _events(spark, rows):
     return spark.createDataFrame(rows, "session_id string, item_id string, event_type string, event_time timestamp")
-
-
-def _naive_pairs(events, config: GraphConfig):
-    """The graph stage's first ``session_pairs``, kept as the reference: number each session's events
-    and self-join on the session with a range on position, O(L^2) per session (no length limit)."""
-    weights = F.create_map(*[F.lit(x) for kv in sorted(config.event_weights.items()) for x in kv])
-    order = Window.partitionBy("session_id").orderBy("event_time", "item_id", "event_type")
-    positioned = events.select("session_id", "item_id", weights[F.col("event_type")].alias("w"),
-                               F.row_number().over(order).alias("pos"))
-    a, b = positioned.alias("a"), positioned.alias("b")
-    joined = a.join(b, (F.col("a.session_id") == F.col("b.session_id"))
-                    & (F.col("b.pos") > F.col("a.pos")) & (F.col("b.pos") <= F.col("a.pos") + config.window))
-    distance = F.col("b.pos") - F.col("a.pos")
-    pairs = joined.where(F.col("a.item_id") != F.col("b.item_id")).select(
-        F.col("a.item_id").alias("src"), F.col("b.item_id").alias("dst"),
-        (F.greatest("a.w", "b.w") * F.pow(F.lit(config.decay), distance - 1)).alias("weight"))
-    return pairs.unionByName(pairs.select(F.col("dst").alias("src"), F.col("src").alias("dst"), "weight"))
 
 
 def _rows(frame) -> list[tuple]:
