@@ -139,10 +139,13 @@ def _parse_csv(path: Path, mapping: ColumnMapping, batch: _Batch) -> Iterator[pa
     header: list[str] | None = None if mapping.header else list(mapping.columns)
     file_reason: str | None = None
     for line_no, text, reason in _decoded_lines(path):
-        if header is None and reason is None and text is not None:
-            header = [name.strip() for name in next(csv.reader([text], delimiter=mapping.delimiter))]
+        if header is None:  # the first line is the header, readable or not
+            header = [name.strip() for name in next(csv.reader([text], delimiter=mapping.delimiter))] if (
+                reason is None and text is not None) else []
             missing = [c for c in required_columns(mapping) if c not in header]
-            if missing:
+            if reason is not None or text is None:
+                file_reason = f"the header line is unreadable ({reason}): no column can be named"
+            elif missing:
                 file_reason = f"file lacks required column(s) {missing} (header has {header})"
             continue
         if text is not None and reason is None and not text.strip():
