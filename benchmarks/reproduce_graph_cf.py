@@ -1,10 +1,10 @@
-"""MF-BPR and LightGCN on a fixed public split, with the pipeline's own models and ranking metrics.
+"""MF-BPR, LightGCN and NGCF on a fixed public split, with the pipeline's own models and ranking metrics.
 
-Trains ``mf_bpr`` (``MFBPRModel``) and ``lightgcn`` (``LightGCNModel``) on the training file of a
-published split and evaluates both on its test file with the LightGCN protocol: every user with test
-items is ranked against all items, its training items excluded (``top_k_in_batches``), and Recall@20
-and NDCG@20 are averaged over those users (``ranking_metrics``). Two layouts are read, detected from
-the files in the folder:
+Trains ``mf_bpr`` (``MFBPRModel``), ``lightgcn`` (``LightGCNModel``) and ``ngcf`` (``NGCFModel``) on the
+training file of a published split and evaluates them on its test file with the LightGCN protocol:
+every user with test items is ranked against all items, its training items excluded
+(``top_k_in_batches``), and Recall@20 and NDCG@20 are averaged over those users (``ranking_metrics``).
+Two layouts are read, detected from the files in the folder:
 
 - LightGCN's (Gowalla): ``train.txt`` and ``test.txt``, one line per user, ``user item item ...``;
 - the LastFM files of the LightGCN PyTorch code: ``data1.txt`` (train) and ``test1.txt`` (test),
@@ -12,14 +12,19 @@ the files in the folder:
   files number users and artists from 1 (the code subtracts 1 on reading), so when no id 0 occurs
   the ids are shifted down by one, and the script says so.
 
+All models share ``--dim``, ``--lr``, ``--l2``, ``--batch-size`` and ``--layers`` (the LightGCN paper's
+settings by default, so the comparison is like for like; ``NGCFParams``' own defaults are the NGCF
+code's lr 1e-4, l2 1e-5, batch 1024); NGCF adds ``--message-dropout`` and ``--node-dropout``.
+
 Users and items keep the files' ids as indices. Test pairs whose item never occurs in training are
 counted and dropped (no model can score them from training data); users with test items but none in
 training are counted and kept (they are ranked as the official code ranks them).
 
 With ``--eval-every E`` the models are also evaluated every E epochs. ``fit`` offers no hook for that
 (its ``progress`` callback gets only epoch counts), so that path calls ``train_bpr`` itself with the
-same arguments ``fit`` passes, wrapping the propagation so the current embeddings can be scored after
-each epoch; the final model is built with the model class's ``from_training``, as ``fit`` does, and
+same arguments ``fit`` passes, wrapping the propagation in a module that keeps the current ego
+embeddings, so they can be scored after each epoch (a module, so that NGCF's weights still train and
+its dropout is off for scoring); the final model is built with the model class's ``from_training``, as ``fit`` does, and
 scoring uses no random numbers, so the final figures are the same as without ``--eval-every``.
 
     python benchmarks/reproduce_graph_cf.py --dataset lastfm --epochs 5
@@ -43,12 +48,14 @@ from recsys.models.base import TrainingInputs  # noqa: E402
 from recsys.models.lightgcn import LightGCNModel, propagate  # noqa: E402
 from recsys.models.mf_bpr import MFBPRModel, train_bpr  # noqa: E402
 from recsys.models.negative_sampling import torch_threads  # noqa: E402
-from recsys.models.params import LightGCNParams, MFBPRParams  # noqa: E402
+from recsys.models.ngcf import NGCFModel, ngcf_propagation  # noqa: E402
+from recsys.models.params import LightGCNParams, MFBPRParams, NGCFParams  # noqa: E402
 from recsys.ranking import csr_from_pairs, csr_take_rows, ranking_metrics, top_k_in_batches  # noqa: E402
 
 DATASETS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
 K = 20
-MODELS = ("mf_bpr", "lightgcn")
+MODELS = ("mf_bpr", "lightgcn", "ngcf")
+CLASSES = {"mf_bpr": MFBPRModel, "lightgcn": LightGCNModel, "ngcf": NGCFModel}
 
 # He et al. 2020 (LightGCN, SIGIR), Table 3 / 4, Gowalla, 1000 epochs on GPU: (Recall@20, NDCG@20).
 PAPER_GOWALLA = {"MF-BPR": (0.1291, 0.1109), "NGCF": (0.1570, 0.1327), "LightGCN": (0.1830, 0.1554)}
@@ -165,11 +172,46 @@ def evaluate(user_vectors: np.ndarray, item_vectors: np.ndarray, split: dict, th
     return {"recall": metrics[f"recall@{K}"], "ndcg": metrics[f"ndcg@{K}"], "users": metrics["users_evaluated"]}
 
 
+def model_params(name: str, args) -> MFBPRParams:
+    """The params of model ``name`` from the command line (NGCF's dropouts default to ``NGCFParams``' own)."""
+    common = dict(dim=args.dim, lr=args.lr, l2=args.l2, batch_size=args.batch_size, epochs=args.epochs)
+    if name == "lightgcn":
+        return LightGCNParams(layers=args.layers, **common)
+    if name == "ngcf":
+        defaults = NGCFParams.model_fields
+        return NGCFParams(layers=args.layers, **common,
+                          message_dropout=getattr(args, "message_dropout", defaults["message_dropout"].default),
+                          node_dropout=getattr(args, "node_dropout", defaults["node_dropout"].default))
+    return MFBPRParams(**common)
+
+
+class _Tracked(torch.nn.Module):
+    """A propagation (None: the identity) that keeps a handle on the ego embeddings it was last given; a
+    module propagation is a submodule, so ``train_bpr`` trains its weights and switches its mode."""
+
+    def __init__(self, forward):
+        super().__init__()
+        self.inner = forward
+        self.ego = None
+
+    def forward(self, ego: torch.Tensor) -> torch.Tensor:
+        self.ego = ego
+        return self.inner(ego) if self.inner is not None else ego
+
+    def current(self) -> torch.Tensor:
+        """The final embeddings of the current ego embeddings, in eval mode (no dropout), without gradients."""
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            out = self(self.ego).detach()  # the identity (MF) hands back the ego tensor itself
+        self.train(was_training)
+        return out
+
+
 def train_model(name: str, split: dict, args) -> dict:
     train = split["train"]
-    common = dict(dim=args.dim, lr=args.lr, l2=args.l2, batch_size=args.batch_size, epochs=args.epochs)
-    params = LightGCNParams(layers=args.layers, **common) if name == "lightgcn" else MFBPRParams(**common)
-    cls = LightGCNModel if name == "lightgcn" else MFBPRModel
+    params = model_params(name, args)
+    cls = CLASSES[name]
     inputs = TrainingInputs(None, None, None, seed=args.seed, threads=args.threads, interactions=train)
     checkpoints = []
     started = time.perf_counter()
@@ -178,24 +220,21 @@ def train_model(name: str, split: dict, args) -> dict:
     else:
         # fit has no per-epoch hook: the same train_bpr call as fit's, with the propagation wrapped to
         # keep a handle on the ego embeddings, which are scored (without gradients) every E epochs.
-        held = {}
         if name == "lightgcn":
             adjacency = normalized_adjacency(train)
 
             def forward(ego):
                 return propagate(adjacency, ego, params.layers)
+        elif name == "ngcf":
+            forward = ngcf_propagation(train, params, args.seed)
         else:
             forward = None
-
-        def tracked(ego):
-            held["ego"] = ego
-            return forward(ego) if forward else ego
+        tracked = _Tracked(forward)
 
         def progress(done: int, total: int) -> None:
             if done % args.eval_every and done != total:
                 return
-            with torch.no_grad():
-                final = tracked(held["ego"]).numpy()
+            final = tracked.current().numpy()
             result = evaluate(final[:train.n_users], final[train.n_users:], split, args.threads)
             checkpoints.append({"epoch": done, "recall": result["recall"], "ndcg": result["ndcg"]})
             print(f"  {name} epoch {done:4d}: Recall@{K} {result['recall']:.4f}  NDCG@{K} {result['ndcg']:.4f}", flush=True)
@@ -222,7 +261,13 @@ def print_table(split: dict, args, rows: list[dict]) -> None:
     for note in split["notes"]:
         print(f"  note: {note}")
     print(f"seed {args.seed}, threads {args.threads}, dim {args.dim}, layers {args.layers}, lr {args.lr}, "
-          f"l2 {args.l2}, batch {args.batch_size}; full ranking over all items, training items excluded\n")
+          f"l2 {args.l2}, batch {args.batch_size}; full ranking over all items, training items excluded")
+    for row in rows:
+        if row["model"] == "ngcf":
+            ngcf = row["params"]
+            print(f"ngcf: message dropout {ngcf['message_dropout']}, node dropout {ngcf['node_dropout']}; final "
+                  f"embeddings {ngcf['dim'] * (ngcf['layers'] + 1)} wide (layers 0..{ngcf['layers']} concatenated)")
+    print()
     head = f"{'':8s}{'dataset':10s} {'split':22s} {'seed':>5s} {'epochs':>6s} {'Recall@20':>10s} {'NDCG@20':>9s} {'s/epoch':>8s}"
     print(head)
     print("-" * len(head))
@@ -253,14 +298,18 @@ def parse_args(argv) -> argparse.Namespace:
     cli.add_argument("--batch-size", type=int, default=2048)
     cli.add_argument("--seed", type=int, default=2020)
     cli.add_argument("--threads", type=int, default=1)
+    cli.add_argument("--message-dropout", type=float, default=NGCFParams.model_fields["message_dropout"].default,
+                     help="ngcf: dropout on each layer's output while training")
+    cli.add_argument("--node-dropout", type=float, default=NGCFParams.model_fields["node_dropout"].default,
+                     help="ngcf: share of the normalised adjacency's entries dropped per batch while training")
     cli.add_argument("--eval-every", type=int, default=0, help="also evaluate every E epochs (0: only at the end)")
     cli.add_argument("--assert-lightgcn-beats-mf", action="store_true",
                      help="exit non-zero unless LightGCN's NDCG@20 is above MF-BPR's")
     args = cli.parse_args(argv)
     if args.eval_every < 0 or args.epochs < 1:
         cli.error("--epochs must be >= 1 and --eval-every >= 0")
-    if args.assert_lightgcn_beats_mf and set(args.models) != set(MODELS):
-        cli.error("--assert-lightgcn-beats-mf needs both models")
+    if args.assert_lightgcn_beats_mf and not {"mf_bpr", "lightgcn"} <= set(args.models):
+        cli.error("--assert-lightgcn-beats-mf needs both mf_bpr and lightgcn")
     return args
 
 

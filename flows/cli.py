@@ -79,6 +79,27 @@ def _metrics_table(rows: tuple[dict, ...], champion: str) -> Table:
     return table
 
 
+def _user_metrics_table(rows: tuple[dict, ...], champion: str, metric: str) -> Table:
+    k = metric.split("@")[1]
+    columns = [f"recall@{k}", f"ndcg@{k}", f"hit@{k}", f"mrr@{k}"]
+    table = Table(title=f"user-to-item metrics (champion by {metric})")
+    for column in ("model", *columns, "users", "train s"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in rows:
+        name = f"{row['model']} *" if row["model"] == champion else row["model"]
+        table.add_row(name, *(_number(row.get(c)) for c in columns), str(row["users_evaluated"]),
+                      f"{row['train_seconds']:.1f}")
+    return table
+
+
+def _publication_line(published) -> str:
+    anchors = "users" if published.table == "user_to_item" else "items"
+    if published.published:
+        return (f"published {published.table}: {published.path}  (Delta version {published.version}: "
+                f"{published.rows} rows, {published.items} {anchors}, model {published.model})")
+    return f"[yellow]nothing published to {published.table}:[/yellow] {published.reason}"
+
+
 class _StageStatus(logging.Handler):
     """Shows the library's latest log line under a spinner while the flow runs."""
 
@@ -123,15 +144,19 @@ def _print_summary(result) -> None:
                   f"({ingest.files_ingested} new file(s), {ingest.files_skipped} already ingested)")
     console.print(f"run {plan.run_id}: train {plan.train_from}..{plan.train_until}, test {plan.test_from}.."
                   f"{plan.run_date}")
-    console.print(_metrics_table(evaluation.rows, evaluation.champion))
-    if published.published:
-        console.print(f"published table: {published.path}  (Delta version {published.version}, run_date "
-                      f"{plan.run_date}: {published.rows} rows, {published.items} items, model {published.model})")
-    else:
-        console.print(f"[yellow]nothing published:[/yellow] {published.reason}")
+    if evaluation.rows:
+        console.print(_metrics_table(evaluation.rows, evaluation.champion))
+    if result.publish_users is not None:
+        console.print(_user_metrics_table(evaluation.user_rows, evaluation.user_champion, evaluation.user_metric))
+    console.print(f"run_date {plan.run_date}")
+    for table in (published, result.publish_users):
+        if table is not None:
+            console.print(_publication_line(table))
     console.print(f"latest pointer:  {published.latest}")
     console.print(f"report:          {result.report.path}")
-    console.print(f"metrics:         {evaluation.metrics_path}")
+    for label, path in (("metrics", evaluation.metrics_path), ("user metrics", evaluation.user_metrics_path)):
+        if path:
+            console.print(f"{label + ':':<16} {path}")
 
 
 def cmd_latest(args: argparse.Namespace) -> int:
@@ -149,11 +174,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from tasks.maintenance import rollback_latest
 
     try:
-        pointer = rollback_latest(Path(args.lake or PipelineConfig().lake).resolve(), args.to)
+        restored = rollback_latest(Path(args.lake or PipelineConfig().lake).resolve(), args.to, args.table)
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
         return 1
-    console.print(f"the table is restored to {pointer['run_date']} (run {pointer['run_id']}); _LATEST names it")
+    for table, pointer in restored.items():
+        console.print(f"{table} is restored to {pointer['run_date']} (run {pointer['run_id']}); _LATEST names it")
     return 0
 
 
@@ -176,9 +202,11 @@ def parser() -> argparse.ArgumentParser:
     latest = commands.add_parser("latest", help="print the _LATEST pointer of the published tables")
     latest.add_argument("--lake", help="lake root folder (default data/lake/sample)")
     latest.set_defaults(func=cmd_latest)
-    back = commands.add_parser("rollback", help="restore the published table to an earlier run date's commit (Delta restore)")
+    back = commands.add_parser("rollback", help="restore the published tables to an earlier run date's commit (Delta restore)")
     back.add_argument("--to", required=True, metavar="RUN_DATE", help="the run date (YYYY-MM-DD) of the version")
     back.add_argument("--lake", help="lake root folder (default data/lake/sample)")
+    back.add_argument("--table", choices=("item_to_item", "user_to_item"),
+                      help="restore only this table (default: every table with a commit of that run date)")
     back.set_defaults(func=cmd_rollback)
     show = commands.add_parser("config", help="print the default configuration as YAML")
     show.set_defaults(func=cmd_config)

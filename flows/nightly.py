@@ -2,7 +2,8 @@
 
 ``nightly`` reads as the pipeline: each stage task receives the typed results it depends on, so the
 Prefect run graph draws the chain ingest -> plan -> graph -> (validation) -> walks -> train ->
-evaluate -> publish -> report. Every flow takes the whole ``PipelineConfig`` as its one parameter, so
+evaluate -> publish (item-to-item, then user-to-item when a listed model serves it) -> report.
+Every flow takes the whole ``PipelineConfig`` as its one parameter, so
 Prefect validates it before anything runs and the UI renders it as a form; the disk checks the
 config cannot do at validation run next, before any stage. One run at a time holds the lake.
 """
@@ -31,6 +32,7 @@ class NightlyResult:
     evaluate: EvaluateResult
     publish: PublishResult
     report: ReportResult
+    publish_users: PublishResult | None = None  # the user_to_item table, when a listed model serves it
 
 
 @flow(name="nightly", log_prints=True)
@@ -48,12 +50,15 @@ def nightly(config: PipelineConfig = PipelineConfig()) -> NightlyResult:
         validation = (stage.validation(config.evaluate.validation_pairs, config.graph, graph, plan, config.spark)
                       if plan.validation else None)
         walks = stage.walks(config.walks, graph, plan, config.spark)
-        trained = stage.train(config.train, graph, walks, validation, plan)
+        trained = stage.train(config.train, graph, walks, validation, plan, config.interactions)
         evaluated = stage.evaluate(config.evaluate, config.graph, config.publish.champion_metric, graph, trained, plan,
-                                   config.spark)
+                                   config.spark, config.publish.user_champion_metric, config.interactions)
         published = stage.publish(config.publish, evaluated, trained, graph, plan)
-        report = report_task(plan, ingested, graph, validation, walks, trained, evaluated, published)
-    return NightlyResult(plan, ingested, graph, validation, walks, trained, evaluated, published, report)
+        published_users = (stage.publish_users(config.publish, config.interactions, evaluated, trained, graph, plan)
+                           if config.user_models() else None)
+        report = report_task(plan, ingested, graph, validation, walks, trained, evaluated, published, published_users,
+                             config.evaluate)
+    return NightlyResult(plan, ingested, graph, validation, walks, trained, evaluated, published, report, published_users)
 
 
 @flow(name="ingest")

@@ -17,11 +17,12 @@ from typing import Any, Literal
 from pydantic import Field, create_model, field_validator, model_validator
 
 from recsys.mapping import EVENT_TYPES, ColumnMapping, ItemsMapping
-from recsys.models import REGISTRY
+from recsys.models import REGISTRY, serving
 from recsys.presets import ITEMS_PRESETS, PRESETS
 from recsys.settings import Strict
 
-DEFAULT_LAKE = Path("data") / "lake"  # relative to the folder a run starts in
+DEFAULT_LAKE = Path("data") / "lake"
+USER_TO_ITEM = "user_to_item"  # relative to the folder a run starts in
 
 
 def sample_file(name: str) -> Path:
@@ -141,9 +142,19 @@ class WalksConfig(Strict):
     partitions: int = Field(4, ge=1, description="Spark partitions the start nodes are split into")
 
 
+class InteractionsConfig(Strict):
+    """The user x item matrix of the training window that user-to-item models train on."""
+
+    weighting: Literal["binary", "event_weights"] = Field("binary", description="an interaction counts 1 (implicit feedback, as the papers), or the summed graph.event_weights of the user's events on the item")
+    min_user_events: int = Field(1, ge=1, description="users with fewer distinct items are left out (repeated with min_item_events until both hold: the k-core)")
+    min_item_events: int = Field(1, ge=1, description="items with fewer distinct users are left out")
+    validation_min_items: int = Field(3, ge=0, description="users with at least this many items give their latest one to the learning-curve validation split (held out of training); 0 turns user curves off")
+
+
 class _TrainBase(Strict):
-    models: tuple[str, ...] = Field(("word2vec", "popular", "item_knn"), description="registered models to train and compare")
+    models: tuple[str, ...] = Field(("word2vec", "popular", "item_knn", "lightgcn"), description="registered models to train and compare; each fills the tables it serves (recsys config lists them)")
     deterministic: bool = Field(True, description="one training thread so the same seed gives identical tables; False uses all cores")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the PyTorch user models train: auto picks cuda when a GPU is visible, else cpu")
 
     @field_validator("models")
     @classmethod
@@ -182,11 +193,23 @@ class EvaluateConfig(Strict):
     validation_share: float = Field(0.1, ge=0, lt=1, description="share of the sessions of the last validation_days training days held out for learning curves (PyTorch models only); 0 turns curves off")
     validation_days: int = Field(1, ge=1, description="the last training days whose sessions may be drawn for validation (never a test day)")
     validation_pairs: int = Field(5000, ge=10, description="co-occurring validation pairs kept (with as many sampled non-pairs)")
+    ks: tuple[int, ...] = Field((10, 20, 50), min_length=1, description="K of the user-to-item ranking metrics (Recall, NDCG, Precision, HitRate, MRR @K)")
+    repeat_items: bool = Field(False, description="whether a test-day item the user already had in training counts as a positive (and is then ranked, not excluded)")
+
+    @field_validator("ks")
+    @classmethod
+    def _positive_ks(cls, ks: tuple[int, ...]) -> tuple[int, ...]:
+        if min(ks) < 1:
+            raise ValueError(f"every K must be >= 1, got {ks}")
+        return tuple(sorted(set(ks)))
 
 
 class PublishConfig(Strict):
     top_n: int = Field(20, ge=1, description="recommendations per item in the item-to-item table")
     champion_metric: Literal["auc", "auc_seen", "auc_cold", "hit_rate"] = Field("auc", description="metric that picks the model to publish")
+    user_top_n: int = Field(20, ge=1, description="recommendations per user in the user-to-item table")
+    user_champion_metric: str = Field("ndcg@20", pattern=r"^(recall|ndcg|precision|hit|mrr)@\d+$", description="metric that picks the user-to-item model to publish; its K must be one of evaluate.ks")
+    exclude_seen: bool = Field(True, description="leave out of a user's published rows the items the user interacted with in the training window")
     tolerance: float = Field(0.02, ge=0, description="publish nothing if the champion's metric is this much below the last published one's")
     retention: int = Field(14, ge=1, description="run dates whose data files the published Delta tables keep (for rollback); older ones are vacuumed, never what the current snapshot needs")
 
@@ -202,6 +225,7 @@ class PipelineConfig(Strict):
     window: WindowConfig = Field(default_factory=WindowConfig)
     graph: GraphConfig = Field(default_factory=GraphConfig)
     walks: WalksConfig = Field(default_factory=WalksConfig)
+    interactions: InteractionsConfig = Field(default_factory=InteractionsConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
@@ -220,6 +244,13 @@ class PipelineConfig(Strict):
         if self.ingest.max_late_days < window_days:
             raise ValueError(f"ingest.max_late_days ({self.ingest.max_late_days}) is shorter than the window "
                              f"(window.train_days + window.test_days = {window_days}): rows the window needs would be quarantined")
+        return self
+
+    @model_validator(mode="after")
+    def _user_metric_has_its_k(self) -> "PipelineConfig":
+        k = int(self.publish.user_champion_metric.split("@")[1])
+        if k not in self.evaluate.ks:
+            raise ValueError(f"publish.user_champion_metric {self.publish.user_champion_metric} needs K={k} in evaluate.ks {list(self.evaluate.ks)}")
         return self
 
     @model_validator(mode="after")
@@ -250,6 +281,10 @@ class PipelineConfig(Strict):
         if self.lake.exists() and not self.lake.is_dir():
             raise ValueError(f"lake: not a directory: {self.lake}")
         self.ingest.check_files()
+
+    def user_models(self) -> tuple[str, ...]:
+        """The listed models that fill the user-to-item table (none: the run publishes item-to-item only)."""
+        return serving(USER_TO_ITEM, self.train.models)
 
     def curves_wanted(self) -> bool:
         """Whether a listed model records learning curves (and so validation sessions are held out)."""

@@ -11,7 +11,7 @@ so an id-only model scores exactly 0.5 on the cold split, where side-information
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from recsys.lake import write_parquet_atomic
 from recsys.metrics import auc_roc, hit_rate, precision_recall
-from recsys.models.base import ItemModel, TrainingInputs
+from recsys.models.base import ITEM_TO_ITEM, ItemModel, TrainingInputs
 from recsys.report import plot_precision_recall
 from recsys.train import TrainResult, load_model
 
@@ -44,6 +44,12 @@ class EvaluateResult:
     metric: str
     rows: tuple[dict, ...]  # one per model: the metrics table's rows
     plots_path: str = ""  # the folder of the precision-recall plots, pr_<model>.png
+    # the user-to-item evaluation (recsys.evaluate_users), when a listed model serves that table
+    user_metrics_path: str = ""
+    user_champion: str = ""
+    user_metric: str = ""
+    user_rows: tuple[dict, ...] = ()
+    user_holdout: dict = field(default_factory=dict)
 
     def row(self, model: str) -> dict:
         return next(r for r in self.rows if r["model"] == model)
@@ -103,9 +109,13 @@ def write_metrics(table: pa.Table, path: Path) -> Path:
 
 def evaluate_models(trained: TrainResult, inputs: TrainingInputs, holdout: pa.Table, k: int, champion_metric: str,
                     context: dict, metrics_path: Path, plots: Path) -> EvaluateResult:
-    """Score every trained model on ``holdout``; write the metrics table and one precision-recall plot per model."""
+    """Score every trained item-to-item model on ``holdout``; write the metrics table and one precision-recall
+    plot per model. Without any such model the result has no rows and no champion."""
     scores = []
-    for trained_model in trained.models:
+    item_models = [m for m in trained.models if ITEM_TO_ITEM in m.serves]
+    if not item_models:
+        return EvaluateResult("", "", champion_metric, ())
+    for trained_model in item_models:
         model = load_model(trained_model.name, Path(trained_model.path), inputs)
         scores.append(score_model(model, holdout, k))
         log.info("evaluate: %s AUC %.4f (seen %.4f, cold %.4f), HitRate@%d %.4f", model.name, scores[-1].auc,

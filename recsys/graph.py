@@ -9,6 +9,9 @@ reaches the driver, where it becomes CSR arrays (``recsys.transition``). This is
 co-occurrence graph of Wang et al. 2018, "Billion-scale Commodity Embedding for E-commerce
 Recommendation in Alibaba", section 2.2.
 
+Beside the graph it writes the user x item matrix of the whole training window (``user_items``, saved
+as CSR arrays by ``recsys.interactions.save_user_items``) that the user-to-item models train on.
+
 The stage also writes the run's item catalogue (``recsys.catalog``: the nodes, then the cold items of
 ``items/``). When learning curves are wanted, a ``ValidationSplit`` holds whole sessions of the last
 training days out of the graph, so the validation pairs they give were never trained on.
@@ -30,6 +33,7 @@ from pyspark.sql import functions as F
 
 from recsys.catalog import build_catalog
 from recsys.config import GraphConfig
+from recsys.interactions import save_user_items
 from recsys.lake import Lake, read_parquet_dir
 from recsys.timewindow import TimeWindow
 from recsys.transition import ITEM_STATS_FILE, TransitionTable
@@ -48,6 +52,8 @@ class GraphResult:
     validation_events: int = 0
     long_sessions: int = 0
     long_session_events: int = 0
+    users: int = 0  # rows of the user x item matrix written beside the graph
+    interactions: int = 0  # its distinct (user, item) pairs
 
 
 @dataclass(frozen=True)
@@ -137,17 +143,30 @@ def build_graph(spark: SparkSession, config: GraphConfig, lake: Lake, window: Ti
     pq.write_table(stats, out / ITEM_STATS_FILE)
     catalog = build_catalog(table, read_parquet_dir(lake.items) if _has_items(lake) else None)
     catalog.save(out)
-    held_out = validation.only(events_between(spark, lake, window.train_from, window.train_until)).count() if validation else 0
+    window_events = events_between(spark, lake, window.train_from, window.train_until)
+    held_out = validation.only(window_events).count() if validation else 0
+    matrix = save_user_items(user_items(window_events, config.event_weights), out)
     result = GraphResult(path=str(out), nodes=table.n_nodes, edges=table.n_edges,
                          train_events=int(pc.sum(stats.column("events")).as_py() or 0),
                          isolated_nodes=int((table.out_degree() == 0).sum()), cold_items=catalog.n_cold,
-                         validation_events=held_out, long_sessions=n_long, long_session_events=long_events)
+                         validation_events=held_out, long_sessions=n_long, long_session_events=long_events,
+                         users=matrix.n_users, interactions=matrix.nnz)
     log.info("graph: %s -> %d nodes, %d directed edges (%d nodes without neighbours) from %d events "
              "(%d held out for validation; %d events of %d sessions longer than %d left out); "
              "%d cold items with side information; at %s", window.describe(), result.nodes, result.edges,
              result.isolated_nodes, result.train_events, held_out, long_events, n_long, config.max_session_length,
              result.cold_items, out)
     return result
+
+
+def user_items(events: DataFrame, event_weights: dict[str, float]) -> pa.Table:
+    """One row per (user, item) of the events: how many events, their summed event-type weight (exact,
+    as the edges), and the time of the last one in unix seconds; sorted by user then item id."""
+    weights = F.create_map(*[F.lit(x) for kv in sorted(event_weights.items()) for x in kv])
+    exact = F.sum(weights[F.col("event_type")].cast("decimal(38,18)")).cast("double")
+    pairs = events.groupBy("user_id", "item_id").agg(
+        F.count("*").alias("events"), exact.alias("weight"), F.max("event_time").cast("long").alias("last_seen"))
+    return pairs.orderBy("user_id", "item_id").toArrow()
 
 
 def _has_items(lake: Lake) -> bool:

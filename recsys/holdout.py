@@ -67,6 +67,12 @@ def build_holdout(spark: SparkSession, lake: Lake, window: TimeWindow, graph: Gr
     return result
 
 
+def user_test_items(spark: SparkSession, lake: Lake, window: TimeWindow) -> pa.Table:
+    """The distinct (user_id, item_id) pairs of the test days: the user-to-item evaluation's ground truth."""
+    test = events_between(spark, lake, window.test_from, window.run_date)
+    return test.select("user_id", "item_id").distinct().orderBy("user_id", "item_id").toArrow()
+
+
 def build_validation(spark: SparkSession, lake: Lake, window: TimeWindow, graph: GraphConfig, split: ValidationSplit,
                      max_pairs: int, catalog: Catalog, graph_dir: Path, seed: int, out: Path) -> ValidationResult:
     """Pairs of the held-out validation sessions whose two items are graph nodes, with sampled non-pairs

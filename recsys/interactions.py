@@ -21,7 +21,12 @@ import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
+from pathlib import Path
+
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 
 log = logging.getLogger(__name__)
@@ -181,6 +186,12 @@ class Interactions:
         ``min_item_events`` distinct users, repeating until both hold (dropping an item can take a
         user below its minimum: the k-core). Returns the new matrix, re-indexed with the kept ids in
         their old order, and the counts of dropped users, items and interactions."""
+        kept, counts, _ = self.filter_with_mask(min_user_events, min_item_events)
+        return kept, counts
+
+    def filter_with_mask(self, min_user_events: int = 1, min_item_events: int = 1) -> tuple["Interactions", FilterCounts, np.ndarray]:
+        """``filter``, plus which stored interactions were kept (a mask over ``indices``, whose order the
+        kept matrix preserves)."""
         keep = np.ones(self.nnz, dtype=bool)
         rounds = 0
         while True:
@@ -198,7 +209,65 @@ class Interactions:
         counts = FilterCounts(int((~user_ok).sum()), int((~item_ok).sum()), int(self.nnz - keep.sum()), rounds)
         log.info("filtered interactions: dropped %d users, %d items, %d interactions in %d rounds",
                  counts.users, counts.items, counts.interactions, counts.rounds)
-        return kept, counts
+        return kept, counts, keep
+
+
+# -- on disk, beside the item graph -------------------------------------------------------------
+
+USER_ITEMS_FILE = "user_items.npz"  # CSR arrays: indptr, indices, events, weight, last_seen
+USER_IDS_FILE, ITEM_IDS_FILE = "user_ids.parquet", "user_item_ids.parquet"
+
+
+@dataclass(frozen=True)
+class UserItems:
+    """The stored user x item matrix: ``matrix`` weighted as asked, and per stored interaction the
+    unix second of its last event (``last_seen``, parallel to ``matrix.indices``)."""
+
+    matrix: Interactions
+    last_seen: np.ndarray
+
+
+def save_user_items(pairs: pa.Table, folder: Path) -> Interactions:
+    """Store ``pairs`` (user_id, item_id, events, weight, last_seen; sorted by user then item, as
+    ``recsys.graph.user_items`` gives them) as CSR arrays and id lists in ``folder``."""
+    user_ids = pc.unique(pairs.column("user_id")).sort() if pairs.num_rows else pa.array([], pa.string())
+    item_ids = pc.unique(pairs.column("item_id")).sort() if pairs.num_rows else pa.array([], pa.string())
+    users = pc.index_in(pairs.column("user_id"), value_set=user_ids).to_numpy().astype(np.int64)
+    items = pc.index_in(pairs.column("item_id"), value_set=item_ids).to_numpy().astype(np.int64)
+    order = np.lexsort((items, users))  # the Spark sort is by id string, which is this order; make sure
+    indptr = np.zeros(len(user_ids) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=len(user_ids)), out=indptr[1:])
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / USER_ITEMS_FILE, indptr=indptr, indices=items[order],
+             events=pairs.column("events").to_numpy().astype(np.int64)[order],
+             weight=pairs.column("weight").to_numpy().astype(np.float64)[order],
+             last_seen=pairs.column("last_seen").to_numpy().astype(np.int64)[order])
+    pq.write_table(pa.table({"user_id": user_ids}), folder / USER_IDS_FILE)
+    pq.write_table(pa.table({"item_id": item_ids}), folder / ITEM_IDS_FILE)
+    matrix = Interactions(indptr, items[order], np.ones(len(items)), np.asarray(user_ids.to_pylist(), dtype=object),
+                          np.asarray(item_ids.to_pylist(), dtype=object))
+    log.info("user x item matrix: %d users, %d items, %d interactions -> %s", matrix.n_users, matrix.n_items,
+             matrix.nnz, folder / USER_ITEMS_FILE)
+    return matrix
+
+
+def has_user_items(folder: Path) -> bool:
+    return (Path(folder) / USER_ITEMS_FILE).exists()
+
+
+def load_user_items(folder: Path, weighting: str = "binary", min_user_events: int = 1,
+                    min_item_events: int = 1) -> tuple[UserItems, FilterCounts]:
+    """The stored matrix, weighted ``binary`` (1 per pair) or by ``event_weights`` (the summed event
+    weights), after the k-core filter of ``min_user_events`` / ``min_item_events``."""
+    stored = Path(folder) / USER_ITEMS_FILE
+    with np.load(stored, allow_pickle=False) as arrays:
+        indptr, indices, last_seen = arrays["indptr"], arrays["indices"], arrays["last_seen"]
+        weights = np.ones(len(indices)) if weighting == "binary" else arrays["weight"]
+    user_ids = np.asarray(pq.read_table(Path(folder) / USER_IDS_FILE).column("user_id").to_pylist(), dtype=object)
+    item_ids = np.asarray(pq.read_table(Path(folder) / ITEM_IDS_FILE).column("item_id").to_pylist(), dtype=object)
+    full = Interactions(indptr, indices, weights, user_ids, item_ids)
+    kept, counts, mask = full.filter_with_mask(min_user_events, min_item_events)
+    return UserItems(kept, last_seen[mask]), counts
 
 
 # -- the normalised bipartite graph -------------------------------------------------------------

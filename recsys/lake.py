@@ -62,6 +62,10 @@ class RunPaths:
         return self.root / "metrics.parquet"
 
     @property
+    def user_metrics(self) -> Path:
+        return self.root / "user_metrics.parquet"
+
+    @property
     def report(self) -> Path:
         return self.root / "report.md"
 

@@ -1,4 +1,10 @@
-"""The publish stage: the champion's top-N item-to-item table, published as a Delta Lake table.
+"""The publish stage: the champions' top-N tables, each published as a Delta Lake table.
+
+Two tables, each with its own champion, gate and history: ``item_to_item`` (``item_id, rank,
+rec_item_id, score, model, run_id``: the items related to each item) and ``user_to_item``
+(``user_id, rank, item_id, score, model, run_id``: what each user with training history should see
+next, the items the user already had left out unless ``publish.exclude_seen`` is false). Everything
+below holds for both.
 
 ``recommendations/item_to_item`` is a Delta table: Parquet data files plus the transaction log
 ``_delta_log/``, as the Delta Transaction Log Protocol defines it
@@ -47,16 +53,22 @@ from deltalake.schema import Schema
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from recsys.catalog import Catalog
+from recsys.interactions import Interactions
 from recsys.lake import Lake, write_json_atomic
-from recsys.models.base import ItemModel
+from recsys.models.base import ITEM_TO_ITEM, USER_TO_ITEM, ItemModel, UserModel
 
 log = logging.getLogger(__name__)
 
-ITEM_TO_ITEM = "item_to_item"
 ITEM_TO_ITEM_SCHEMA = pa.schema([
     ("item_id", pa.string()), ("rank", pa.int32()), ("rec_item_id", pa.string()),
     ("score", pa.float32()), ("model", pa.string()), ("run_id", pa.string()),
 ])
+USER_TO_ITEM_SCHEMA = pa.schema([
+    ("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()),
+    ("score", pa.float32()), ("model", pa.string()), ("run_id", pa.string()),
+])
+SCHEMAS = {ITEM_TO_ITEM: ITEM_TO_ITEM_SCHEMA, USER_TO_ITEM: USER_TO_ITEM_SCHEMA}
+ANCHOR = {ITEM_TO_ITEM: "item_id", USER_TO_ITEM: "user_id"}  # the column a service looks rows up by
 BLOCK_ITEMS = 4096
 # A checkpoint every 10 commits (Delta's default is 100): loading the table replays at most 10 JSON
 # commits after the newest checkpoint, which keeps every reader's load fast (a night is 1 to 3 commits).
@@ -69,7 +81,7 @@ class PublishResult:
     table: str
     path: str  # the Delta table folder
     rows: int
-    items: int
+    items: int  # distinct anchors: items (item_to_item) or users (user_to_item) with rows
     model: str
     latest: str
     published: bool = True
@@ -125,38 +137,76 @@ def item_to_item_table(model: ItemModel, catalog: Catalog, n: int, run_id: str) 
     return body.cast(ITEM_TO_ITEM_SCHEMA)
 
 
+def user_to_item_table(model: UserModel, history: Interactions | None, n: int, run_id: str,
+                       batch_size: int = 1024) -> pa.Table:
+    """Top-``n`` rows per user of the model's matrix (every user with training history), ordered by user
+    id and rank; with ``history``, each user's items in it are left out (``publish.exclude_seen``)."""
+    from recsys.evaluate_users import top_items
+
+    user_ids = np.asarray(model.user_ids, dtype=object)
+    item_ids = np.asarray(model.item_ids, dtype=object)
+    users = np.argsort(user_ids.astype(str), kind="stable")
+    parts = []
+    for lo in range(0, len(users), batch_size):
+        block = users[lo:lo + batch_size]
+        top, scores = top_items(model, block, n, history, batch_size)  # (block, n); -1 where fewer items remain
+        row, rank = np.nonzero(top >= 0)
+        parts.append(pa.table({
+            "user_id": pa.array(user_ids[block[row]].tolist(), pa.string()),
+            "rank": pa.array(rank + 1, pa.int32()),
+            "item_id": pa.array(item_ids[top[row, rank]].tolist(), pa.string()),
+            "score": pa.array(scores[row, rank], pa.float32()),
+        }))
+    body = pa.concat_tables(parts) if parts else USER_TO_ITEM_SCHEMA.empty_table().select(["user_id", "rank", "item_id", "score"])
+    body = body.append_column("model", pa.array([model.name] * body.num_rows, pa.string()))
+    body = body.append_column("run_id", pa.array([run_id] * body.num_rows, pa.string()))
+    return body.cast(USER_TO_ITEM_SCHEMA)
+
+
 def publish_item_to_item(lake: Lake, recs: pa.Table, run_date: str, run_id: str, model: str,
                          headline: dict[str, float | None], metric: str = "auc", tolerance: float = 1.0,
                          retention: int = 0) -> PublishResult:
-    """Commit ``recs`` as the table's new snapshot (one Delta commit), unless the gate says no.
+    """``publish_table`` for the item-to-item table."""
+    return publish_table(lake, ITEM_TO_ITEM, recs, run_date, run_id, model, headline, metric, tolerance, retention)
+
+
+def refused(lake: Lake, table: str, model: str, rows: int, reason: str) -> PublishResult:
+    """The result of a publication that commits nothing (gate, or no model to publish)."""
+    log.warning("publish: nothing published to %s: %s", table, reason)
+    return PublishResult(table, str(lake.published(table)), rows, 0, model, str(lake.latest_pointer),
+                         published=False, reason=reason)
+
+
+def publish_table(lake: Lake, table: str, recs: pa.Table, run_date: str, run_id: str, model: str,
+                  headline: dict[str, float | None], metric: str, tolerance: float = 1.0,
+                  retention: int = 0) -> PublishResult:
+    """Commit ``recs`` as ``table``'s new snapshot (one Delta commit), unless the gate says no.
 
     ``retention`` > 0 then keeps the data files of the newest ``retention`` run dates only.
     """
-    path = lake.published(ITEM_TO_ITEM)
-    items = pc.count_distinct(recs.column("item_id")).as_py()
-    refused = gate(current_run(lake), headline, metric, tolerance)
-    if refused:
-        log.warning("publish: nothing published for %s: %s", run_date, refused)
-        return PublishResult(ITEM_TO_ITEM, str(path), recs.num_rows, items, model, str(lake.latest_pointer),
-                             published=False, reason=refused)
+    path = lake.published(table)
+    items = pc.count_distinct(recs.column(ANCHOR[table])).as_py()
+    reason = gate(current_run(lake, table), headline, metric, tolerance)
+    if reason:
+        return refused(lake, table, model, recs.num_rows, reason)
     name = f"part-00000-{uuid.uuid4()}.parquet"
     run = {"run_id": run_id, "run_date": run_date, "model": model, "metric": metric,
            "metrics": {k: _finite(v) for k, v in headline.items()}, "rows": recs.num_rows, "files": [name]}
     path.mkdir(parents=True, exist_ok=True)
-    pq.write_table(recs.cast(ITEM_TO_ITEM_SCHEMA), path / name)
+    pq.write_table(recs.cast(SCHEMAS[table]), path / name)
     stat = (path / name).stat()
     add = AddAction(name, stat.st_size, {}, stat.st_mtime_ns // 1_000_000, True,
                     json.dumps({"numRecords": recs.num_rows}))
-    version = _commit(path, add, run)
-    write_json_atomic(_pointer(run, version), lake.latest_pointer)
+    version = _commit(path, add, run, SCHEMAS[table])
+    write_json_atomic(_pointer(lake, table, run, version), lake.latest_pointer)
     removed = _retain(path, retention) if retention else ()
-    log.info("publish: %s -> %d rows for %d items from %s, Delta version %d of %s", ITEM_TO_ITEM,
-             recs.num_rows, items, model, version, path)
-    return PublishResult(ITEM_TO_ITEM, str(path), recs.num_rows, items, model, str(lake.latest_pointer),
+    log.info("publish: %s -> %d rows for %d %ss from %s, Delta version %d of %s", table, recs.num_rows, items,
+             ANCHOR[table].removesuffix("_id"), model, version, path)
+    return PublishResult(table, str(path), recs.num_rows, items, model, str(lake.latest_pointer),
                          removed_versions=removed, version=version)
 
 
-def _commit(path: Path, add: AddAction, run: dict) -> int:
+def _commit(path: Path, add: AddAction, run: dict, schema: pa.Schema = ITEM_TO_ITEM_SCHEMA) -> int:
     """Make the data file ``add`` the table's whole snapshot in one commit; return its version.
 
     When this is called the data file is complete in the table folder, and nothing else has changed:
@@ -164,11 +214,11 @@ def _commit(path: Path, add: AddAction, run: dict) -> int:
     """
     properties = CommitProperties(custom_metadata=_commit_info(run))
     if not DeltaTable.is_deltatable(str(path)):
-        create_table_with_add_actions(str(path), Schema.from_arrow(ITEM_TO_ITEM_SCHEMA), [add], "overwrite",
+        create_table_with_add_actions(str(path), Schema.from_arrow(schema), [add], "overwrite",
                                       configuration=TABLE_CONFIGURATION, commit_properties=properties)
         return DeltaTable(path).version()
     table = DeltaTable(path)
-    table.create_write_transaction([add], "overwrite", ITEM_TO_ITEM_SCHEMA, commit_properties=properties)
+    table.create_write_transaction([add], "overwrite", schema, commit_properties=properties)
     table.update_incremental()  # one writer at a time (the lake lock): the newest version is this commit
     return table.version()
 
@@ -188,7 +238,7 @@ def rollback(lake: Lake, run_date: str, table: str = ITEM_TO_ITEM) -> dict:
             custom_metadata={**_commit_info(target), "restored_version": str(version)}))
         delta.update_incremental()
         version = delta.version()
-    pointer = _pointer(target, version)
+    pointer = _pointer(lake, table, target, version)
     write_json_atomic(pointer, lake.latest_pointer)
     log.info("rollback: %s restored to %s (run %s), Delta version %d", table, run_date, target["run_id"], version)
     return pointer
@@ -278,11 +328,13 @@ def _commit_info(run: dict) -> dict[str, str]:
             "rows": str(run["rows"]), "files": json.dumps(run["files"])}
 
 
-def _pointer(run: dict, version: int) -> dict:
+def _pointer(lake: Lake, table: str, run: dict, version: int) -> dict:
+    """``_LATEST`` after ``table`` got ``run``: the other tables' entries are kept as they were."""
+    tables = dict((read_pointer(lake) or {}).get("tables") or {})
+    tables[table] = {"path": table, "model": run["model"], "rows": run["rows"], "metrics": run["metrics"],
+                     "delta_version": version, "run_date": run["run_date"], "run_id": run["run_id"]}
     return {"run_date": run["run_date"], "run_id": run["run_id"],
-            "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "tables": {ITEM_TO_ITEM: {"path": ITEM_TO_ITEM, "model": run["model"], "rows": run["rows"],
-                                      "metrics": run["metrics"], "delta_version": version}}}
+            "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "tables": tables}
 
 
 def _finite(value: float | None) -> float | None:

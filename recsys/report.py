@@ -34,24 +34,26 @@ def plot_precision_recall(scores, title: str, path: Path) -> Path:
     return path
 
 
-def plot_learning_curves(curves: dict[str, list[dict]], title: str, path: Path) -> Path:
-    """Validation AUC-ROC (and training loss) after each epoch, one line per model."""
+def plot_learning_curves(curves: dict[str, list[dict]], title: str, path: Path, key: str = "validation_auc",
+                         label: str = "validation AUC-ROC") -> Path:
+    """A validation metric (``key``; AUC-ROC by default) and the training loss after each epoch, one line per model."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, (auc_ax, loss_ax) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100)
     any_auc = False
     for name, curve in curves.items():
         epochs = [r["epoch"] for r in curve]
-        aucs = [r["validation_auc"] for r in curve]
+        aucs = [r.get(key) for r in curve]
         if any(a is not None for a in aucs):
             any_auc = True
             auc_ax.plot(epochs, [math.nan if a is None else a for a in aucs], marker="o", lw=1.5, label=name)
         loss_ax.plot(epochs, [r["loss"] for r in curve], marker="o", lw=1.5, label=name)
     if not any_auc:
-        auc_ax.text(0.5, 0.5, "no validation pairs", ha="center", va="center", transform=auc_ax.transAxes)
+        auc_ax.text(0.5, 0.5, "no validation data", ha="center", va="center", transform=auc_ax.transAxes)
     longest = max((len(c) for c in curves.values()), default=1)
-    for ax, label in ((auc_ax, "validation AUC-ROC"), (loss_ax, "training loss")):
-        ax.set(xlabel="epoch", ylabel=label)
-        ax.set_xticks(range(1, longest + 1))
+    for ax, ylabel in ((auc_ax, label), (loss_ax, "training loss")):
+        ax.set(xlabel="epoch", ylabel=ylabel)
+        if longest <= 30:
+            ax.set_xticks(range(1, longest + 1))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=8)
@@ -61,16 +63,85 @@ def plot_learning_curves(curves: dict[str, list[dict]], title: str, path: Path) 
     return path
 
 
-def curves_markdown(curves: dict[str, list[dict]]) -> list[str]:
+def curves_markdown(curves: dict[str, list[dict]], key: str = "validation_auc") -> list[str]:
     lines = ["| model | " + " | ".join(f"epoch {r['epoch']}" for r in max(curves.values(), key=len)) + " |",
              "|---|" + "---:|" * max(len(c) for c in curves.values())]
     for name, curve in curves.items():
-        lines.append(f"| {name} | " + " | ".join(f"{_fmt(r['validation_auc'])} (loss {r['loss']:.3f})" for r in curve) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{_fmt(r.get(key))} (loss {r['loss']:.3f})" for r in curve) + " |")
+    return lines
+
+
+def user_curves_summary(curves: dict[str, list[dict]], key: str = "validation_ndcg@20") -> list[str]:
+    """One line per user model: epochs run, the best epoch and its validation value (long curves stay readable)."""
+    lines = ["| model | epochs | best epoch | " + key.removeprefix("validation_") + " at best | first | last |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, curve in curves.items():
+        best = next((r for r in curve if r.get("best")), curve[-1])
+        lines.append(f"| {name} | {len(curve)} | {best['epoch']} | {_fmt(best.get(key))} | {_fmt(curve[0].get(key))} "
+                     f"| {_fmt(curve[-1].get(key))} |")
     return lines
 
 
 def _fmt(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def user_metrics_markdown(rows: list[dict], ks: list[int]) -> str:
+    """The user-to-item table: Recall, NDCG, HitRate and MRR at each K, coverage and training time."""
+    k_max = max(ks)
+    head = [f"{m}@{k}" for k in ks for m in ("recall", "ndcg")] + [f"hit@{k_max}", f"mrr@{k_max}", f"precision@{k_max}"]
+    lines = ["| model | " + " | ".join(head) + f" | coverage@{k_max} | users served | train s |",
+             "|---|" + "---:|" * (len(head) + 3)]
+    for row in rows:
+        lines.append(f"| {row['model']} | " + " | ".join(_fmt(row.get(h)) for h in head)
+                     + f" | {_fmt(row.get(f'coverage@{k_max}'))} | {_fmt(row.get('users_served'))} | {row['train_seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def user_comparison_lines(rows: list[dict], metric: str) -> list[str]:
+    """How each non-baseline user model stands against each baseline on the champion metric."""
+    by_model = {r["model"]: r for r in rows}
+    lines = []
+    for name, row in by_model.items():
+        for base in (b for b in baselines() if b in by_model and b != name):
+            if name in baselines():
+                continue
+            mine, theirs = row.get(metric), by_model[base].get(metric)
+            if any(v is None or math.isnan(v) for v in (mine, theirs)):
+                continue
+            verdict = "beats" if mine > theirs else ("ties" if mine == theirs else "trails")
+            lines.append(f"- {name} {verdict} {base} on {metric}: {mine:.4f} vs {theirs:.4f} ({mine - theirs:+.4f}).")
+    return lines
+
+
+def user_section(users: dict | None, context: dict, plots: Path) -> list[str]:
+    """The report's user-to-item part: holdout sizes, metrics, champion, learning curves, publication.
+
+    ``users`` holds ``rows``, ``holdout``, ``champion``, ``metric``, ``ks``, ``curves``, ``publication``."""
+    if not users:
+        return []
+    holdout, metric = users["holdout"], users["metric"]
+    cold = {k.removeprefix("cold_"): v for k, v in holdout.items() if k.startswith("cold_") and "@" in k}
+    lines = ["## User-to-item metrics", "",
+             f"- holdout: {holdout.get('users_evaluated', 0)} users with test-day items and training history "
+             f"({holdout.get('test_pairs', 0)} test pairs; {holdout.get('repeat_pairs', 0)} pairs of items the user already "
+             f"had {'kept' if users.get('repeat_items') else 'left out'}; {holdout.get('unknown_item_pairs', 0)} pairs of items "
+             "never seen in training left out); every item ranked, the user's training items excluded",
+             f"- users without training history: {holdout.get('cold_users', 0)}, served by the popularity fallback"
+             + (f" ({metric} {_fmt(cold.get(metric))})" if cold else ""),
+             f"- champion by `{metric}`: **{users['champion'] or 'none'}**", "",
+             user_metrics_markdown(list(users["rows"]), list(users["ks"])), "",
+             *user_comparison_lines(list(users["rows"]), metric), ""]
+    curves = users.get("curves") or {}
+    if curves:
+        title = f"{context['dataset']}, seed {context['seed']}; validation: each user's latest training item"
+        png = plot_learning_curves(curves, title, plots / "user_learning_curves.png", "validation_ndcg@20",
+                                   "validation NDCG@20")
+        lines += ["### Learning curves", "", "Validation NDCG@20 after each epoch: each user's latest item of the training "
+                  "window held out of training (never a test day); the kept epoch is the best one.", "",
+                  *user_curves_summary(curves), "", f"![user learning curves](plots/{png.name})", ""]
+    lines += ["### Publication", "", users.get("publication") or "Not published in this run.", ""]
+    return lines
 
 
 def metrics_markdown(metrics: pa.Table) -> str:
@@ -105,7 +176,7 @@ def comparison_lines(metrics: pa.Table) -> list[str]:
 
 def write_report(path: Path, metrics: pa.Table, context: dict, champion: str, metric: str,
                  stage_counts: dict[str, dict], curves: dict[str, list[dict]] | None = None,
-                 publication: str = "", pr_plots: Path | None = None) -> Path:
+                 publication: str = "", pr_plots: Path | None = None, users: dict | None = None) -> Path:
     """The report of one run; the precision-recall plots are the evaluate stage's ``pr_<model>.png`` in
     ``pr_plots`` (default: ``plots/`` beside the report; a cached evaluation's are in its own run's folder)."""
     pr_plots = pr_plots or path.parent / "plots"
@@ -115,6 +186,19 @@ def write_report(path: Path, metrics: pa.Table, context: dict, champion: str, me
         f"# Nightly run {context['run_id']}",
         "",
         f"- dataset: **{context['dataset']}**; split: {split} (UTC event days); seed: {context['seed']}",
+        *(_item_lines(metrics, context, champion, metric, curves, publication, pr_plots, path) if metrics.num_rows else
+          ["", "## Item-to-item", "", "No item-to-item model in `train.models`: nothing evaluated or published.", ""]),
+        *user_section(users, context, path.parent / "plots"),
+        "## Stages",
+        "",
+        *[f"- {stage}: " + ", ".join(f"{k}={v}" for k, v in counts.items()) for stage, counts in stage_counts.items()],
+    ]
+    return write_text_atomic("\n".join(lines) + "\n", path)
+
+
+def _item_lines(metrics: pa.Table, context: dict, champion: str, metric: str, curves: dict | None, publication: str,
+                pr_plots: Path, path: Path) -> list[str]:
+    return [
         f"- holdout: {metrics.column('positives')[0].as_py()} co-occurring test-day pairs "
         f"({metrics.column('positives_seen')[0].as_py()} with both items seen in training, "
         f"{metrics.column('positives_cold')[0].as_py()} cold: an item known only by its side information) "
@@ -130,10 +214,6 @@ def write_report(path: Path, metrics: pa.Table, context: dict, champion: str, me
         "An item a model has no vector for scores 0.0 (AUC) and counts as a miss (HitRate); "
         "so id-only models score 0.5 on the cold split.",
         "",
-        "## Stages",
-        "",
-        *[f"- {stage}: " + ", ".join(f"{k}={v}" for k, v in counts.items()) for stage, counts in stage_counts.items()],
-        "",
         *_learning_curves_section(curves or {}, context, path.parent / "plots"),
         "## Publication",
         "",
@@ -143,8 +223,8 @@ def write_report(path: Path, metrics: pa.Table, context: dict, champion: str, me
         "",
         *[f"![precision-recall {name}]({os.path.relpath(pr_plots / f'pr_{name}.png', path.parent)})"
           for name in metrics.column("model").to_pylist() if (pr_plots / f"pr_{name}.png").exists()],
+        "",
     ]
-    return write_text_atomic("\n".join(lines) + "\n", path)
 
 
 def _learning_curves_section(curves: dict[str, list[dict]], context: dict, plots: Path) -> list[str]:

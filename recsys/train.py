@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow.parquet as pq
 
@@ -23,7 +23,19 @@ from recsys.models import model_class, spec_of
 from recsys.models.base import Model, TrainingInputs, ValidationPairs
 from recsys.transition import TransitionTable, load_item_stats
 
+if TYPE_CHECKING:
+    from recsys.interactions import Interactions
+
 log = logging.getLogger(__name__)
+
+
+class UserMatrixSettings(Protocol):
+    """What ``load_user_matrix`` reads of ``recsys.config.InteractionsConfig``."""
+
+    weighting: str
+    min_user_events: int
+    min_item_events: int
+    validation_min_items: int
 
 Progress = Callable[[str, int, int], None]  # (model, epochs done, epochs in all)
 
@@ -58,13 +70,48 @@ def read_validation_pairs(folder: Path | None) -> ValidationPairs | None:
 
 
 def load_training_inputs(graph_dir: Path, walks_dir: Path | None = None, validation_dir: Path | None = None,
-                         seed: int = 0, threads: int = 1) -> TrainingInputs:
-    """Everything a model may train on, read once; walks only when ``walks_dir`` is given."""
+                         seed: int = 0, threads: int = 1, users: UserMatrixSettings | None = None,
+                         device: str = "cpu") -> TrainingInputs:
+    """Everything a model may train on, read once; walks only when ``walks_dir`` is given, the user x
+    item matrix only when ``users`` is (``load_user_matrix``)."""
     table = TransitionTable.load(graph_dir)
     catalog = Catalog.load(graph_dir) if (graph_dir / CATALOG_FILE).exists() else build_catalog(table, None)
     walks = read_walks(walks_dir).combine_chunks() if walks_dir is not None else None
-    return TrainingInputs(table=table, catalog=catalog, item_stats=load_item_stats(graph_dir), walks=walks,
-                          validation=read_validation_pairs(validation_dir), seed=seed, threads=threads)
+    inputs = TrainingInputs(table=table, catalog=catalog, item_stats=load_item_stats(graph_dir), walks=walks,
+                            validation=read_validation_pairs(validation_dir), seed=seed, threads=threads, device=device)
+    if users is not None:
+        inputs.interactions, inputs.user_validation, inputs.user_history = load_user_matrix(graph_dir, users)
+    return inputs
+
+
+def load_user_matrix(graph_dir: Path, users: UserMatrixSettings) -> tuple[Interactions, Interactions | None, Interactions]:
+    """``(train, validation, history)`` of the user x item matrix the graph stage stored: filtered as
+    ``users`` says, then (when ``users.validation_min_items`` > 0) each qualifying user's latest item
+    held out of ``train`` for the learning curves; ``history`` is both. Deterministic: every stage that
+    loads it gets the same indices."""
+    from recsys.interactions import load_user_items
+    from recsys.models.user_curves import hold_out_latest
+
+    stored, dropped = load_user_items(graph_dir, users.weighting, users.min_user_events, users.min_item_events)
+    if dropped.users or dropped.items:
+        log.info("user x item matrix: min_user_events %d / min_item_events %d left out %d users, %d items, "
+                 "%d interactions", users.min_user_events, users.min_item_events, dropped.users, dropped.items,
+                 dropped.interactions)
+    if not users.validation_min_items:
+        return stored.matrix, None, stored.matrix
+    train, held_out = hold_out_latest(stored.matrix, stored.last_seen, users.validation_min_items)
+    return train, held_out, stored.matrix
+
+
+def resolve_device(setting: str) -> str:
+    """``train.device``: ``auto`` is cuda when PyTorch sees a GPU, else cpu; ``cuda`` without one fails here."""
+    import torch
+
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is cuda but PyTorch sees no GPU (torch.cuda.is_available() is False)")
+    return setting
 
 
 def train_models(models: tuple[str, ...], params_for: Callable[[str], Any], inputs: TrainingInputs,

@@ -21,17 +21,21 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
 from prefect.tasks import Task
 
-from recsys.config import EvaluateConfig, GraphConfig, IngestConfig, PipelineConfig, PublishConfig, SparkConfig, \
-    TrainConfig, WalksConfig
+from recsys.config import EvaluateConfig, GraphConfig, IngestConfig, InteractionsConfig, PipelineConfig, PublishConfig, \
+    SparkConfig, TrainConfig, WalksConfig
 from recsys.evaluate import EvaluateResult, evaluate_models
+from recsys.evaluate_users import evaluate_user_models
 from recsys.graph import GraphResult, build_graph
-from recsys.holdout import HoldoutResult, ValidationResult, build_holdout, build_validation, load_holdout
+from recsys.holdout import HoldoutResult, ValidationResult, build_holdout, build_validation, load_holdout, user_test_items
 from recsys.ingest import IngestResult, ingest
 from recsys.lake import Lake
-from recsys.publish import PublishResult, item_to_item_table, publish_item_to_item
+from recsys.models import serving
+from recsys.models.base import ITEM_TO_ITEM, USER_TO_ITEM
+from recsys.publish import PublishResult, item_to_item_table, publish_item_to_item, publish_table, refused, \
+    user_to_item_table
 from recsys.report import write_report
 from recsys.spark import spark_session
-from recsys.train import TrainResult, load_model, load_training_inputs, train_models, training_threads
+from recsys.train import TrainResult, load_model, load_training_inputs, resolve_device, train_models, training_threads
 from recsys.transition import TransitionTable
 from recsys.walks import WalksResult, generate_walks
 from tasks.cache import stage_key
@@ -128,19 +132,26 @@ def walks_task(settings: WalksConfig, graph: GraphResult, plan: RunPlan, spark: 
     return result
 
 
+def _user_matrix(models: tuple[str, ...], users: InteractionsConfig) -> InteractionsConfig | None:
+    """The user x item matrix's settings when a listed model serves user-to-item, else None (not loaded)."""
+    return users if serving(USER_TO_ITEM, tuple(models)) else None
+
+
 def _train_reads(inputs: dict) -> tuple[dict, list[Path]]:
     settings: TrainConfig = inputs["settings"]
     validation = inputs["validation"]
     paths = [Path(inputs["graph"].path), Path(inputs["walks"].path)] + ([Path(validation.path)] if validation else [])
     listed = {name: settings.params_for(name) for name in settings.models}  # an unlisted model's settings do not count
-    return {"models": listed, "deterministic": settings.deterministic, "seed": inputs["plan"].seed}, paths
+    return {"models": listed, "deterministic": settings.deterministic, "device": settings.device,
+            "users": _user_matrix(settings.models, inputs.get("users", InteractionsConfig())), "seed": inputs["plan"].seed}, paths
 
 
 @task(name="train", **_cached("train", _train_reads))
 def train_task(settings: TrainConfig, graph: GraphResult, walks: WalksResult, validation: ValidationResult | None,
-               plan: RunPlan) -> TrainResult:
+               plan: RunPlan, users: InteractionsConfig = InteractionsConfig()) -> TrainResult:
     inputs = load_training_inputs(Path(graph.path), Path(walks.path), Path(validation.path) if validation else None,
-                                  plan.seed, training_threads(settings.deterministic))
+                                  plan.seed, training_threads(settings.deterministic),
+                                  _user_matrix(settings.models, users), resolve_device(settings.device))
     progress = Progress("train", f"training of run {plan.run_id}")
     order = {name: i for i, name in enumerate(settings.models)}
 
@@ -155,22 +166,41 @@ def train_task(settings: TrainConfig, graph: GraphResult, walks: WalksResult, va
 
 def _evaluate_reads(inputs: dict) -> tuple[dict, list[Path]]:
     plan: RunPlan = inputs["plan"]
+    trained: TrainResult = inputs["trained"]
+    user_models = tuple(m.name for m in trained.models if USER_TO_ITEM in m.serves)
     settings = {"evaluate": inputs["settings"], "pair_rule": inputs["pair_rule"], "metric": inputs["champion_metric"],
+                "user_metric": inputs.get("user_metric", "ndcg@20"),
+                "users": inputs.get("users", InteractionsConfig()) if user_models else None,
                 "run_id": plan.run_id, "dataset": plan.dataset, **_window(plan)}
-    models = [Path(m.path) for m in inputs["trained"].models]
+    models = [Path(m.path) for m in trained.models]
     return settings, _days(plan.test_from, plan.run_date, plan.lake) + [Path(inputs["graph"].path), *models]
 
 
 @task(name="evaluate", **_cached("evaluate", _evaluate_reads))
 def evaluate_task(settings: EvaluateConfig, pair_rule: GraphConfig, champion_metric: str, graph: GraphResult,
-                  trained: TrainResult, plan: RunPlan, spark: SparkConfig) -> EvaluateResult:
-    inputs = load_training_inputs(Path(graph.path), seed=plan.seed)
-    built: HoldoutResult = build_holdout(spark_session(spark), Lake(Path(plan.lake)), plan.window, pair_rule, settings,
-                                         inputs.catalog, plan.seed, plan.paths.holdout)
-    _log_result("holdout", built)
-    result = evaluate_models(trained, inputs, load_holdout(plan.paths.holdout), settings.k, champion_metric,
-                             plan.context(), plan.paths.metrics, plan.paths.plots)
-    get_run_logger().info("evaluate: champion %s; metrics %s", result.champion, result.metrics_path)
+                  trained: TrainResult, plan: RunPlan, spark: SparkConfig, user_metric: str = "ndcg@20",
+                  users: InteractionsConfig = InteractionsConfig()) -> EvaluateResult:
+    """Item-to-item models on the co-occurring test pairs; user-to-item models by full ranking of the test days."""
+    serve_users = any(USER_TO_ITEM in m.serves for m in trained.models)
+    inputs = load_training_inputs(Path(graph.path), seed=plan.seed, users=users if serve_users else None)
+    session, holdout = spark_session(spark), None
+    if any(ITEM_TO_ITEM in m.serves for m in trained.models):
+        built: HoldoutResult = build_holdout(session, Lake(Path(plan.lake)), plan.window, pair_rule, settings,
+                                             inputs.catalog, plan.seed, plan.paths.holdout)
+        _log_result("holdout", built)
+        holdout = load_holdout(plan.paths.holdout)
+    result = evaluate_models(trained, inputs, holdout, settings.k, champion_metric, plan.context(), plan.paths.metrics,
+                             plan.paths.plots)
+    get_run_logger().info("evaluate: item-to-item champion %s; metrics %s", result.champion or "none",
+                          result.metrics_path or "none")
+    if serve_users:
+        test_pairs = user_test_items(session, Lake(Path(plan.lake)), plan.window)
+        users_eval = evaluate_user_models(trained, inputs, test_pairs, settings.ks, user_metric, settings.repeat_items,
+                                          plan.context(), plan.paths.user_metrics)
+        result = dataclasses.replace(result, user_metrics_path=users_eval.metrics_path, user_champion=users_eval.champion,
+                                     user_metric=user_metric, user_rows=users_eval.rows, user_holdout=users_eval.holdout)
+        get_run_logger().info("evaluate: user-to-item champion %s; metrics %s", users_eval.champion or "none",
+                              users_eval.metrics_path)
     return result
 
 
@@ -190,6 +220,8 @@ def _publish_reads(inputs: dict) -> tuple[dict, list[Path]]:
 def publish_task(settings: PublishConfig, evaluation: EvaluateResult, trained: TrainResult, graph: GraphResult,
                  plan: RunPlan) -> PublishResult:
     champion = evaluation.champion
+    if not champion:
+        return refused(Lake(Path(plan.lake)), ITEM_TO_ITEM, "", 0, "no item-to-item model was evaluated")
     inputs = load_training_inputs(Path(graph.path), seed=plan.seed)
     model = load_model(champion, Path(trained.model(champion).path), inputs)
     recs = item_to_item_table(model, inputs.catalog, settings.top_n, plan.run_id)
@@ -198,6 +230,34 @@ def publish_task(settings: PublishConfig, evaluation: EvaluateResult, trained: T
     result = publish_item_to_item(Lake(Path(plan.lake)), recs, plan.run_date, plan.run_id, champion, headline,
                                   evaluation.metric, settings.tolerance, settings.retention)
     _log_result("publish", result)
+    return result
+
+
+def _publish_users_reads(inputs: dict) -> tuple[dict, list[Path]]:
+    evaluation: EvaluateResult = inputs["evaluation"]
+    settings = {"publish": inputs["settings"], "users": inputs["users"], "run_id": inputs["plan"].run_id,
+                "run_date": inputs["plan"].run_date, "lake": inputs["plan"].lake, "champion": evaluation.user_champion,
+                "rows": evaluation.user_rows}
+    champion = [Path(inputs["trained"].model(evaluation.user_champion).path)] if evaluation.user_champion else []
+    return settings, champion + [Path(inputs["graph"].path)]
+
+
+@task(name="publish-user-to-item", retries=2, retry_delay_seconds=5, **_cached("publish-users", _publish_users_reads))
+def publish_users_task(settings: PublishConfig, users: InteractionsConfig, evaluation: EvaluateResult,
+                       trained: TrainResult, graph: GraphResult, plan: RunPlan) -> PublishResult:
+    """The user-to-item champion's top-N per user, through the same gate and Delta commit as item-to-item."""
+    champion, lake = evaluation.user_champion, Lake(Path(plan.lake))
+    if not champion:
+        return refused(lake, USER_TO_ITEM, "", 0, "no user-to-item model could be evaluated on the test days")
+    inputs = load_training_inputs(Path(graph.path), seed=plan.seed, users=users)
+    model = load_model(champion, Path(trained.model(champion).path), inputs)
+    recs = user_to_item_table(model, inputs.user_history if settings.exclude_seen else None, settings.user_top_n,
+                              plan.run_id)
+    row = next(r for r in evaluation.user_rows if r["model"] == champion)
+    headline = {m: _json_number(v) for m, v in row.items() if "@" in m or m == "users_served"}
+    result = publish_table(lake, USER_TO_ITEM, recs, plan.run_date, plan.run_id, champion, headline,
+                           evaluation.user_metric, settings.tolerance, settings.retention)
+    _log_result("publish-user-to-item", result)
     return result
 
 
@@ -235,36 +295,53 @@ class CachedStages:
     train: CachedStage = CachedStage(train_task)
     evaluate: CachedStage = CachedStage(evaluate_task)
     publish: CachedStage = CachedStage(publish_task)
+    publish_users: CachedStage = CachedStage(publish_users_task)
 
 
 def publication_text(result: PublishResult, run_date: str) -> str:
     if result.published:
+        anchors = "users" if result.table == USER_TO_ITEM else "items"
         return (f"Published `{result.table}` for {run_date} from **{result.model}**: {result.rows} rows for "
-                f"{result.items} items, Delta version {result.version} of `{result.path}`.")
-    return f"**Nothing published** for {run_date}: {result.reason}. The table still holds the previous version."
+                f"{result.items} {anchors}, Delta version {result.version} of `{result.path}`.")
+    return f"**Nothing published** to `{result.table}` for {run_date}: {result.reason}. The table still holds the previous version."
 
 
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(plan: RunPlan, ingested: IngestResult | None, graph: GraphResult, validation: ValidationResult | None,
                 walks: WalksResult, trained: TrainResult, evaluation: EvaluateResult,
-                published: PublishResult) -> ReportResult:
+                published: PublishResult, published_users: PublishResult | None = None,
+                settings: EvaluateConfig = EvaluateConfig()) -> ReportResult:
     """The run's report, written once from every stage's result, and shown as the run's markdown artifact."""
     stages = {"ingest": ingested, "graph": graph, "validation": validation, "walks": walks}
     counts = {name: _flat(result) for name, result in stages.items() if result is not None}
     counts["train"] = {m.name: f"{m.seconds:.1f} s" for m in trained.models}
     metrics = pa.Table.from_pylist(list(evaluation.rows))
-    curves = {m.name: list(m.curve) for m in trained.models if m.curve}
+    item_curves = {m.name: list(m.curve) for m in trained.models if m.curve and ITEM_TO_ITEM in m.serves}
+    users = None
+    if published_users is not None:
+        users = {"rows": evaluation.user_rows, "holdout": evaluation.user_holdout, "champion": evaluation.user_champion,
+                 "metric": evaluation.user_metric, "ks": settings.ks, "repeat_items": settings.repeat_items,
+                 "curves": {m.name: list(m.curve) for m in trained.models if m.curve and USER_TO_ITEM in m.serves},
+                 "publication": publication_text(published_users, plan.run_date)}
     path = write_report(plan.paths.report, metrics, plan.context(), evaluation.champion, evaluation.metric, counts,
-                        curves, publication_text(published, plan.run_date), Path(evaluation.plots_path))
+                        item_curves, publication_text(published, plan.run_date), Path(evaluation.plots_path), users)
     create_markdown_artifact(key="report", markdown=path.read_text(),
                              description=f"Report of run {plan.run_id} ({plan.dataset}), at {path}")
-    columns = ["model", "auc", "auc_seen", "auc_cold", "hit_rate", "k", "positives", "train_seconds", "dataset", "seed"]
-    create_table_artifact(
-        key="item-to-item-metrics", table=[{c: _json_number(row[c]) for c in columns} for row in evaluation.rows],
-        description=f"Item-to-item metrics of run {plan.run_id} ({plan.dataset}; train {plan.train_from}.."
-                    f"{plan.train_until}, test {plan.test_from}..{plan.run_date}; seed {plan.seed}); "
-                    f"champion {evaluation.champion} by {evaluation.metric}")
+    window = (f"{plan.dataset}; train {plan.train_from}..{plan.train_until}, test {plan.test_from}..{plan.run_date}; "
+              f"seed {plan.seed}")
+    if evaluation.rows:
+        columns = ["model", "auc", "auc_seen", "auc_cold", "hit_rate", "k", "positives", "train_seconds", "dataset", "seed"]
+        create_table_artifact(
+            key="item-to-item-metrics", table=[{c: _json_number(row[c]) for c in columns} for row in evaluation.rows],
+            description=f"Item-to-item metrics of run {plan.run_id} ({window}); champion {evaluation.champion} by "
+                        f"{evaluation.metric}")
     create_markdown_artifact(key="published-item-to-item", markdown=publication_text(published, plan.run_date))
+    if users is not None:
+        create_table_artifact(
+            key="user-to-item-metrics", table=[{c: _json_number(v) for c, v in row.items()} for row in evaluation.user_rows],
+            description=f"User-to-item metrics of run {plan.run_id} ({window}); champion "
+                        f"{evaluation.user_champion or 'none'} by {evaluation.user_metric}")
+        create_markdown_artifact(key="published-user-to-item", markdown=users["publication"])
     get_run_logger().info("report: %s", path)
     return ReportResult(str(path))
 

@@ -74,7 +74,7 @@ def test_installed_commands_run_from_another_folder(installed):
 
     lake = cwd / "lake"
     run = _run([recsys, "run", "--lake", str(lake), *SMALL], cwd, env)
-    assert "published table:" in run.stdout and "run_date 2024-03-14" in run.stdout
+    assert "published item_to_item:" in run.stdout and "run_date 2024-03-14" in run.stdout
 
     latest = _run([recsys, "latest", "--lake", str(lake)], cwd, env)
     assert json.loads(latest.stdout)["run_date"] == "2024-03-14"

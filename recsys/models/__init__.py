@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from recsys.models.params import MFParams, NoParams, SideInfoParams, SkipGramParams, Word2VecParams
+from recsys.models.params import GMFParams, LightGCNParams, MFBPRParams, MFParams, MLPParams, NeuMFParams, NGCFParams, \
+    NoParams, SideInfoParams, SkipGramParams, Word2VecParams
+
+ITEMS, USERS, BOTH = frozenset({"item_to_item"}), frozenset({"user_to_item"}), frozenset({"item_to_item", "user_to_item"})
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class ModelSpec:
     settings: str | None = None  # the config block train.<settings>; None: the model has no settings
     baseline: bool = False  # a floor the other models are compared with in the report
     curves: bool = False  # records a validation AUC per epoch: wants validation pairs held out of training
+    tables: frozenset[str] = ITEMS  # the published tables it can fill (its class's ``serves``, known without importing it)
 
 
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
@@ -35,8 +39,14 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("eges", "recsys.models.side_info:EGESModel", SideInfoParams, "side_info", curves=True),
     ModelSpec("mf_pairs", "recsys.models.mf:MFPairsModel", MFParams, "mf", curves=True),
     ModelSpec("mf_walks", "recsys.models.mf:MFWalksModel", MFParams, "mf", curves=True),
-    ModelSpec("popular", "recsys.models.popular:PopularModel", baseline=True),
-    ModelSpec("item_knn", "recsys.models.item_knn:ItemKNNModel", baseline=True),
+    ModelSpec("popular", "recsys.models.popular:PopularModel", baseline=True, tables=BOTH),
+    ModelSpec("item_knn", "recsys.models.item_knn:ItemKNNModel", baseline=True, tables=BOTH),
+    ModelSpec("mf_bpr", "recsys.models.mf_bpr:MFBPRModel", MFBPRParams, "mf_bpr", tables=USERS),
+    ModelSpec("lightgcn", "recsys.models.lightgcn:LightGCNModel", LightGCNParams, "lightgcn", tables=USERS),
+    ModelSpec("ngcf", "recsys.models.ngcf:NGCFModel", NGCFParams, "ngcf", tables=USERS),
+    ModelSpec("gmf", "recsys.models.gmf:GMFModel", GMFParams, "gmf", tables=USERS),
+    ModelSpec("mlp", "recsys.models.mlp:MLPModel", MLPParams, "mlp", tables=USERS),
+    ModelSpec("neumf", "recsys.models.neumf:NeuMFModel", NeuMFParams, "neumf", tables=USERS),
 )}
 
 
@@ -58,6 +68,11 @@ def model_class(name: str):
 
 def baselines() -> tuple[str, ...]:
     return tuple(name for name, spec in REGISTRY.items() if spec.baseline)
+
+
+def serving(table: str, names: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The models (of ``names``, else all registered) that can fill ``table``."""
+    return tuple(n for n in (REGISTRY if names is None else names) if table in REGISTRY[n].tables)
 
 
 def with_curves() -> tuple[str, ...]:

@@ -98,6 +98,9 @@ class TrainingInputs:
     threads: int = 1
     progress: Callable[[int, int], None] = field(default=no_progress, repr=False)
     interactions: Interactions | None = None  # the user x item matrix, for user-to-item models
+    user_validation: Interactions | None = None  # held out of ``interactions`` (same ids and indices): learning curves
+    user_history: Interactions | None = None  # both together: what each user had in the training window
+    device: str = "cpu"  # where PyTorch models train ("cpu" or "cuda"), resolved from train.device
 
     @cached_property
     def flat_walks(self):
@@ -146,11 +149,18 @@ class ItemModel(Model):
 
 
 class UserModel(Model):
+    """A user-to-item model, in the index spaces of the ``Interactions`` it was trained on: user ``u`` is
+    ``user_ids[u]``, item ``i`` is ``item_ids[i]`` (object arrays of the lake's ids, kept with the model)."""
+
     serves = frozenset({USER_TO_ITEM})
+    user_ids: np.ndarray
+    item_ids: np.ndarray
 
     @abstractmethod
     def user_scores(self, users: np.ndarray) -> np.ndarray:
-        """Scores of a batch of users (user indices) over all items: ``(len(users), n_items)``, one block, never all users."""
+        """Scores of a batch of users (user indices) over all items: ``(len(users), n_items)``, one block, never all users.
+
+        Higher is better; ``-inf`` marks an item the model must never recommend to that user."""
 
 
 class SequenceModel(Model):

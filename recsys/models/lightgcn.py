@@ -27,7 +27,7 @@ import torch
 
 from recsys.interactions import normalized_adjacency
 from recsys.models.base import TrainingInputs
-from recsys.models.mf_bpr import FactorModel, interactions_of, train_bpr
+from recsys.models.mf_bpr import FactorModel, curve_of, interactions_of, train_bpr
 from recsys.models.negative_sampling import torch_threads
 from recsys.models.params import LightGCNParams
 
@@ -61,10 +61,11 @@ class LightGCNModel(FactorModel):
     @classmethod
     def fit(cls, inputs: TrainingInputs, params: LightGCNParams) -> "LightGCNModel":
         interactions = interactions_of(inputs)
-        adjacency = normalized_adjacency(interactions)
+        adjacency = normalized_adjacency(interactions).to(inputs.device)
         with torch_threads(inputs.threads):
             ego, final, curve = train_bpr(interactions, params, inputs.seed,
-                                          lambda e: propagate(adjacency, e, params.layers), inputs.progress)
+                                          lambda e: propagate(adjacency, e, params.layers), inputs.progress,
+                                          curve_of(inputs), inputs.device)
         model = cls.from_training(interactions, final, params, inputs, curve)
         model.ego = ego.numpy()
         return model

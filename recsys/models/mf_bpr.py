@@ -33,6 +33,7 @@ from recsys.interactions import Interactions, bpr_triples
 from recsys.models.base import TrainingInputs, UserModel, no_progress, read_meta, write_meta
 from recsys.models.negative_sampling import torch_threads
 from recsys.models.params import MFBPRParams
+from recsys.models.user_curves import CURVE_METRIC, BestEpoch, RankingCurve, detached_state, mark_best, restore_state
 
 log = logging.getLogger(__name__)
 
@@ -50,33 +51,55 @@ def bpr_loss(users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tens
     return bpr + l2 * reg, bpr
 
 
-def train_bpr(interactions: Interactions, params: MFBPRParams, seed: int, propagate: Propagate | None = None,
-              progress: Callable[[int, int], None] = no_progress) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+def train_bpr(interactions: Interactions, params: MFBPRParams, seed: int, propagate: Propagate | torch.nn.Module | None = None,
+              progress: Callable[[int, int], None] = no_progress, curve: RankingCurve | None = None,
+              device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """Train ego embeddings of users then items ``(n_users + n_items, dim)`` with BPR and Adam.
 
-    ``propagate`` maps the ego embeddings to the scoring embeddings (None: they are the same, MF).
-    Returns the ego and final embeddings (detached) and one record per epoch: epoch, mean total loss,
-    mean BPR part, triples, seconds. Deterministic for a seed on one torch thread."""
+    ``propagate`` maps the ego embeddings to the scoring embeddings (None: they are the same, MF); a
+    ``torch.nn.Module`` there trains its own parameters too, in train mode during the epochs and in
+    eval mode for scoring. After each epoch ``curve`` (when given) scores the validation users; with
+    ``params.patience`` it stops early and keeps the best epoch. Returns the ego and final embeddings
+    (detached, on the CPU) and one record per epoch: epoch, mean total loss, mean BPR part, triples,
+    seconds, the validation metrics, ``best``. Deterministic for a seed on one torch thread."""
     R, n_users = interactions, interactions.n_users
     generator = torch.Generator().manual_seed(seed)
-    ego = torch.empty(n_users + R.n_items, params.dim).normal_(0.0, params.init_std, generator=generator)
+    ego = torch.empty(n_users + R.n_items, params.dim).normal_(0.0, params.init_std, generator=generator).to(device)
     ego.requires_grad_()
-    optimizer = torch.optim.Adam([ego], lr=params.lr)
+    module = propagate if isinstance(propagate, torch.nn.Module) else None
+    trained = [ego] + (list(module.parameters()) if module is not None else [])
+    optimizer = torch.optim.Adam(trained, lr=params.lr)
     rng = np.random.default_rng(seed)
     forward = propagate or (lambda e: e)
-    curve = []
+
+    def final() -> torch.Tensor:
+        if module is not None:
+            module.eval()
+        with torch.no_grad():
+            out = forward(ego)
+        if module is not None:
+            module.train()
+        return out
+
+    def scores(users: torch.Tensor) -> torch.Tensor:
+        embeddings = final()
+        return embeddings[users.to(device)] @ embeddings[n_users:].T
+
+    parts = (ego,) + ((module,) if module is not None else ())
+    best = BestEpoch(params.patience if curve is not None else 0, lambda: detached_state(*parts))
+    records = []
     for epoch in range(params.epochs):
         start = time.perf_counter()
         users, positives, negatives = bpr_triples(R, rng)  # one epoch: every interaction once, shuffled
         if not len(users):
             raise ValueError("no interaction has a negative to train on")
-        u_all = torch.from_numpy(users)
-        i_all, j_all = torch.from_numpy(positives + n_users), torch.from_numpy(negatives + n_users)  # node indices
+        u_all = torch.from_numpy(users).to(device)
+        i_all, j_all = torch.from_numpy(positives + n_users).to(device), torch.from_numpy(negatives + n_users).to(device)
         total = bpr_total = 0.0
         for s in range(0, len(users), params.batch_size):
             u, i, j = u_all[s:s + params.batch_size], i_all[s:s + params.batch_size], j_all[s:s + params.batch_size]
-            final = forward(ego)  # (n_users + n_items, dim)
-            loss, bpr = bpr_loss(final[u], final[i], final[j], ego[u], ego[i], ego[j], params.l2)
+            embeddings = forward(ego)  # (n_users + n_items, dim)
+            loss, bpr = bpr_loss(embeddings[u], embeddings[i], embeddings[j], ego[u], ego[i], ego[j], params.l2)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -84,11 +107,24 @@ def train_bpr(interactions: Interactions, params: MFBPRParams, seed: int, propag
             bpr_total += bpr.item() * len(u)
         record = {"epoch": epoch + 1, "loss": round(total / len(users), 6), "bpr_loss": round(bpr_total / len(users), 6),
                   "triples": int(len(users)), "seconds": round(time.perf_counter() - start, 3)}
-        curve.append(record)
-        log.info("BPR epoch %d/%d: loss %.5f, %.2f s", epoch + 1, params.epochs, record["loss"], record["seconds"])
+        record.update(curve(scores) if curve is not None else {})
+        records.append(record)
+        log.info("BPR epoch %d/%d: %s", epoch + 1, params.epochs,
+                 ", ".join(f"{k} {v}" for k, v in record.items() if k not in ("epoch", "triples")))
         progress(epoch + 1, params.epochs)
-    with torch.no_grad():
-        return ego.detach(), forward(ego).detach(), curve
+        if best.update(epoch + 1, record.get(f"validation_{CURVE_METRIC}")):
+            log.info("BPR: no better validation %s for %d epoch(s): stopping, keeping epoch %d", CURVE_METRIC,
+                     params.patience, best.best_epoch)
+            break
+    if best.state is not None and best.patience:
+        restore_state(best.state, *parts)
+    mark_best(records, best.best_epoch if best.patience else 0)
+    return ego.detach().cpu(), final().detach().cpu(), records
+
+
+def curve_of(inputs: TrainingInputs) -> RankingCurve | None:
+    """The ranking validation curve of the inputs' held-out interactions, if any."""
+    return RankingCurve.of(inputs.interactions, inputs.user_validation, inputs.seed)
 
 
 def interactions_of(inputs: TrainingInputs) -> Interactions:
@@ -143,5 +179,6 @@ class MFBPRModel(FactorModel):
     def fit(cls, inputs: TrainingInputs, params: MFBPRParams) -> "MFBPRModel":
         interactions = interactions_of(inputs)
         with torch_threads(inputs.threads):
-            _, final, curve = train_bpr(interactions, params, inputs.seed, None, inputs.progress)
+            _, final, curve = train_bpr(interactions, params, inputs.seed, None, inputs.progress, curve_of(inputs),
+                                        inputs.device)
         return cls.from_training(interactions, final, params, inputs, curve)

@@ -70,7 +70,14 @@ class MFParams(NegativeSamplingParams):
     pairs_per_epoch: int | None = Field(None, ge=1, description="mf_pairs: edges drawn per epoch; None = as many pairs as an epoch of mf_walks")
 
 
-class MFBPRParams(Strict):
+class UserModelParams(Strict):
+    """What every user-to-item model trained by epochs shares: its stopping rule on the ranking
+    validation (each user's latest training item held out, ``recsys.models.user_curves``)."""
+
+    patience: int = Field(5, ge=0, description="stop after this many epochs without a better validation NDCG@20 and keep the best epoch's parameters; 0 trains every epoch")
+
+
+class MFBPRParams(UserModelParams):
     """Matrix factorisation trained with BPR on the user x item matrix (``recsys.models.mf_bpr``);
     the defaults are LightGCN's paper and official code, whose MF baseline this is."""
 
@@ -78,7 +85,7 @@ class MFBPRParams(Strict):
     lr: float = Field(0.001, gt=0, description="Adam learning rate")
     l2: float = Field(1e-4, ge=0, description="weight of the L2 penalty: half the squared norms of the batch's user, positive and negative embeddings, divided by the batch size (the official code's `decay`)")
     batch_size: int = Field(2048, ge=1, description="BPR triples per Adam step")
-    epochs: int = Field(1000, ge=1, description="passes over the interactions, each positive once per epoch with one fresh negative (the official code's default; far fewer fit a nightly CPU budget)")
+    epochs: int = Field(100, ge=1, description="passes over the interactions, each positive once per epoch with one fresh negative (the paper trains 1000 on GPU; early stopping usually ends a nightly run sooner)")
     init_std: float = Field(0.1, gt=0, description="embeddings start normal with this standard deviation (the official LightGCN code's initialiser)")
 
 
@@ -87,3 +94,52 @@ class LightGCNParams(MFBPRParams):
     normalised user-item graph; the defaults are the paper's."""
 
     layers: int = Field(3, ge=0, description="propagation layers K; the final embedding is the mean of layers 0..K (0 is MF-BPR)")
+
+
+class NGCFParams(MFBPRParams):
+    """NGCF (``recsys.models.ngcf``), BPR-trained like MF-BPR; the defaults are the NGCF paper's and its
+    official code's (Wang et al. 2019): every layer as wide as the embedding."""
+
+    lr: float = Field(0.0001, gt=0, description="Adam learning rate (NGCF code default)")
+    l2: float = Field(1e-5, ge=0, description="weight of the L2 penalty on the batch's ego embeddings, as MF-BPR's")
+    batch_size: int = Field(1024, ge=1, description="BPR triples per Adam step (NGCF code default)")
+    layers: int = Field(3, ge=1, description="embedding propagation layers; the final embedding concatenates layers 0..K")
+    message_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on each layer's output while training")
+    node_dropout: float = Field(0.0, ge=0, lt=1, description="share of the normalised adjacency's entries dropped (and the rest rescaled) per batch while training; the NGCF code's default is off")
+
+
+class PointwiseParams(UserModelParams):
+    """The NCF family (He et al. 2017, ``recsys.models.gmf`` / ``mlp`` / ``neumf``): pointwise log loss
+    on each positive and ``negatives`` sampled non-interacted items; defaults from the paper's code."""
+
+    dim: int = Field(8, ge=1, description="predictive factors: GMF's embedding size and the MLP's last layer")
+    lr: float = Field(0.001, gt=0, description="Adam learning rate")
+    l2: float = Field(0.0, ge=0, description="weight decay on the parameters a batch touches")
+    batch_size: int = Field(256, ge=1, description="labelled (user, item) instances per step")
+    negatives: int = Field(4, ge=1, description="sampled non-interacted items per positive, drawn afresh each epoch")
+    epochs: int = Field(20, ge=1, description="passes over the positives")
+    init_std: float = Field(0.01, gt=0, description="embeddings start normal with this standard deviation (the paper's code)")
+
+
+class GMFParams(PointwiseParams):
+    """Generalised matrix factorisation: ``sigmoid(h . (p_u * q_i))``."""
+
+
+class MLPParams(PointwiseParams):
+    """The MLP of NCF: the concatenated user and item embeddings (each ``layers[0] / 2`` wide) through ReLU layers."""
+
+    layers: tuple[int, ...] = Field((64, 32, 16, 8), min_length=1, description="widths: the concatenated embedding, then each hidden layer (the paper's tower halves each time)")
+
+    @model_validator(mode="after")
+    def _even_input(self):
+        if self.layers[0] % 2:
+            raise ValueError(f"layers[0] ({self.layers[0]}) is the concatenated user and item embedding: it must be even")
+        return self
+
+
+class NeuMFParams(MLPParams):
+    """NeuMF: GMF and MLP side by side, their last layers concatenated into one prediction."""
+
+    pretrain: bool = Field(True, description="initialise from a GMF and an MLP trained first with these settings (the paper's pre-training); false trains NeuMF from scratch")
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the GMF half of the prediction layer after pre-training (1 - alpha for the MLP half)")
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimiser of NeuMF after pre-training (the paper: vanilla SGD); without pre-training Adam is used")

@@ -1,7 +1,17 @@
-"""Most-popular baseline: every item's neighbours are the catalogue's most popular items.
+"""Most-popular baseline, for both tables: the floor every model must clear.
 
-Scoring rule: ``score(a, b) = log(1 + events(b))`` over the training window, whatever ``a`` is; an item
-never seen in training scores the fallback 0.0. It is the floor every model must clear.
+Item-to-item (from the item graph's statistics): ``score(a, b) = log(1 + events(b))`` over the
+training window, whatever ``a`` is; an item never seen in training scores the fallback 0.0.
+
+User-to-item (from the interactions): ``score(u, i) = |{users who interacted with i}|``, the same for
+every user (RecBole's ``Pop``, counted over distinct users); the evaluation and publication remove the
+user's own training items, so a user gets the most popular items they have not interacted with. Ties
+go to the lower item index, as everywhere in the ranking code.
+
+The model serves the tables its inputs allow: item-to-item when ``inputs.table`` is given,
+user-to-item when ``inputs.interactions`` is given. Having no epochs to validate, it uses the whole
+training window's matrix (``inputs.user_history``, when given: the training part plus each user's
+latest item that the learning curves of the other models hold out).
 """
 
 from __future__ import annotations
@@ -10,31 +20,48 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.models.base import FALLBACK_SCORE, ItemModel, TrainingInputs, known_pairs, top_n_rows, write_meta
+from recsys.models.base import FALLBACK_SCORE, ITEM_TO_ITEM, USER_TO_ITEM, ItemModel, TrainingInputs, UserModel, \
+    known_pairs, read_meta, top_n_rows, write_meta
 from recsys.models.params import NoParams
 
 
-class PopularModel(ItemModel):
+class PopularModel(ItemModel, UserModel):
     name = "popular"
+    serves = frozenset({ITEM_TO_ITEM, USER_TO_ITEM})  # what it can serve; each instance narrows it to its inputs
 
-    def __init__(self, popularity: np.ndarray):
-        self.popularity = np.log1p(popularity.astype(np.float64)).astype(np.float32)  # (n_nodes,)
+    def __init__(self, popularity: np.ndarray | None, user_popularity: np.ndarray | None = None,
+                 user_ids: np.ndarray | None = None, item_ids: np.ndarray | None = None):
+        # item side: log1p(events) per graph node, (n_nodes,); user side: distinct users per item, (n_items,)
+        self.popularity = None if popularity is None else np.log1p(popularity.astype(np.float64)).astype(np.float32)
+        self.user_popularity = None if user_popularity is None else user_popularity.astype(np.float32)
+        self.user_ids, self.item_ids = user_ids, item_ids
+        self.serves = frozenset({ITEM_TO_ITEM} if popularity is not None else set()) | \
+            frozenset({USER_TO_ITEM} if user_popularity is not None else set())
+        self.meta = {"serves": sorted(self.serves)}
 
     @classmethod
     def fit(cls, inputs: TrainingInputs, params: NoParams) -> "PopularModel":
-        return cls(inputs.item_stats.column("events").to_numpy())
+        if inputs.table is None and inputs.interactions is None:
+            raise ValueError("popular needs the item graph, the interactions, or both")
+        events = inputs.item_stats.column("events").to_numpy() if inputs.table is not None else None
+        R = inputs.user_history if inputs.user_history is not None else inputs.interactions
+        if R is None:
+            return cls(events)
+        return cls(events, R.item_degrees(), R.user_ids, R.item_ids)
+
+    # -- item-to-item -----------------------------------------------------------------------------
 
     def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         scores = np.full(len(b), FALLBACK_SCORE, dtype=np.float32)
-        known = known_pairs(a, b, len(self.popularity))
+        known = known_pairs(a, b, len(self._item_side()))
         scores[known] = self.popularity[b[known]]
         return scores
 
     def known_items(self) -> np.ndarray:
-        return np.arange(len(self.popularity))
+        return np.arange(len(self._item_side()))
 
     def similar(self, nodes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        top_idx, top_val = top_n_rows(self.popularity[None, :], n + 1)
+        top_idx, top_val = top_n_rows(self._item_side()[None, :], n + 1)
         idx = np.tile(top_idx, (len(nodes), 1))
         val = np.tile(top_val, (len(nodes), 1))
         keep = idx != nodes[:, None]
@@ -45,12 +72,38 @@ class PopularModel(ItemModel):
         idx[unknown], val[unknown] = -1, 0.0
         return idx, val
 
+    def _item_side(self) -> np.ndarray:
+        if self.popularity is None:
+            raise ValueError("this popular model was trained without the item graph: it serves only user_to_item")
+        return self.popularity
+
+    # -- user-to-item -----------------------------------------------------------------------------
+
+    def user_scores(self, users: np.ndarray) -> np.ndarray:
+        if self.user_popularity is None:
+            raise ValueError("this popular model was trained without interactions: it serves only item_to_item")
+        return np.tile(self.user_popularity, (len(users), 1))  # (B, n_items): the same row for every user
+
+    # -- persistence ------------------------------------------------------------------------------
+
     def save(self, folder: Path) -> None:
-        write_meta(folder, name=self.name)
-        np.save(folder / "popularity.npy", self.popularity)
+        write_meta(folder, **{**self.meta, "name": self.name})
+        if self.popularity is not None:
+            np.save(folder / "popularity.npy", self.popularity)
+        if self.user_popularity is not None:
+            np.save(folder / "user_popularity.npy", self.user_popularity)
+            np.save(folder / "user_ids.npy", self.user_ids.astype(str))  # unicode arrays: no pickle
+            np.save(folder / "item_ids.npy", self.item_ids.astype(str))
 
     @classmethod
     def load(cls, folder: Path, inputs: TrainingInputs) -> "PopularModel":
+        def array(name: str) -> np.ndarray | None:
+            return np.load(folder / name, allow_pickle=False) if (folder / name).exists() else None
+
         model = cls.__new__(cls)
-        model.popularity = np.load(folder / "popularity.npy", allow_pickle=False)
+        model.popularity, model.user_popularity = array("popularity.npy"), array("user_popularity.npy")
+        ids = array("user_ids.npy"), array("item_ids.npy")
+        model.user_ids, model.item_ids = (None, None) if ids[0] is None else (ids[0].astype(object), ids[1].astype(object))
+        model.meta = read_meta(folder)
+        model.serves = frozenset(model.meta.get("serves", [ITEM_TO_ITEM]))  # folders saved before the user side: items only
         return model

@@ -81,14 +81,32 @@ def test_nightly_flow_on_the_sample(prefect_harness, tmp_path):
     pointer = json.loads((tmp_path / "lake" / "recommendations" / "_LATEST").read_text())
     assert pointer["run_date"] == result.plan.run_date and pointer["tables"]["item_to_item"]["model"] == result.evaluate.champion
 
+    # user_to_item: the champion (by NDCG@20) beats both baselines; N rows per user, no training item
+    users = {r["model"]: r for r in result.evaluate.user_rows}
+    assert set(users) == {"popular", "item_knn", "lightgcn"} and result.evaluate.user_champion == "lightgcn"
+    assert users["lightgcn"]["ndcg@20"] > users["item_knn"]["ndcg@20"] > users["popular"]["ndcg@20"]
+    assert result.evaluate.user_holdout["users_evaluated"] > 500 and "## User-to-item metrics" in report
+    user_table = read_latest(tmp_path / "lake", "user_to_item")
+    assert user_table.column_names == ["user_id", "rank", "item_id", "score", "model", "run_id"]
+    per_user = user_table.group_by("user_id").aggregate([("rank", "count"), ("item_id", "count_distinct")])
+    assert set(per_user.column("rank_count").to_pylist()) == {20} == set(per_user.column("item_id_count_distinct").to_pylist())
+    assert per_user.num_rows == result.graph.users and pointer["tables"]["user_to_item"]["model"] == "lightgcn"
+    events = pq.read_table(tmp_path / "lake" / "events", columns=["user_id", "item_id", "event_date"])
+    trained = {(u, i) for u, i, d in zip(*(events.column(c).to_pylist() for c in ("user_id", "item_id", "event_date")))
+               if result.plan.train_from <= str(d) <= result.plan.train_until}
+    assert not [1 for u, i in zip(user_table.column("user_id").to_pylist(), user_table.column("item_id").to_pylist())
+                if (u, i) in trained]
+
     # The README's command, in its own process and Prefect home, into a second lake: identical table.
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "COLUMNS": "200"}
     cli = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--lake", str(tmp_path / "lake-2")], cwd=PROJECT_ROOT,
                          env=env, capture_output=True, text=True, timeout=900)
     assert cli.returncode == 0, cli.stdout[-3000:] + cli.stderr[-3000:]
-    for expected in ("item-to-item metrics", "word2vec", "published table:", "report:", "run_date 2024-03-14"):
+    for expected in ("item-to-item metrics", "user-to-item metrics", "word2vec", "published item_to_item:",
+                     "published user_to_item:", "report:", "run_date 2024-03-14"):
         assert expected in cli.stdout
     assert read_latest(tmp_path / "lake-2").equals(published)
+    assert read_latest(tmp_path / "lake-2", "user_to_item").equals(user_table)
     second = pq.read_table(tmp_path / "lake-2" / "runs" / result.plan.run_id / "metrics.parquet")
     assert second.drop_columns(["train_seconds"]).to_pandas().equals(  # pandas: NaN (no cold pairs) equals NaN
             pq.read_table(result.evaluate.metrics_path).drop_columns(["train_seconds"]).to_pandas())

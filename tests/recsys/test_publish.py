@@ -72,7 +72,8 @@ def test_readers_get_the_newest_publication_and_each_commit_records_its_run(tmp_
     latest = json.loads(lake.latest_pointer.read_text(), **no_nan)
     assert latest["run_date"] == "2024-03-02" and latest["run_id"] == "run-2024-03-02"
     assert latest["tables"][ITEM_TO_ITEM] == {"path": ITEM_TO_ITEM, "model": "m", "rows": 3, "delta_version": 1,
-                                              "metrics": {"auc": 0.81, "auc_seen": None, "hit_rate": None}}
+                                              "metrics": {"auc": 0.81, "auc_seen": None, "hit_rate": None},
+                                              "run_date": "2024-03-02", "run_id": "run-2024-03-02"}
 
 
 def test_every_engine_reads_exactly_one_run_after_two_publishes(tmp_path):
