@@ -193,7 +193,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the nightly flow now, locally")
     run.add_argument("--config", help="YAML or JSON file with PipelineConfig fields")
-    run.add_argument("--preset", help="column mapping preset: sample, taobao, diginetica, rees46")
+    run.add_argument("--preset", help="column mapping preset: sample, taobao, diginetica, rees46, ml100k")
     run.add_argument("--input", help="raw log file or folder")
     run.add_argument("--items", help="item side-information CSV (item_id, category, brand, price)")
     run.add_argument("--lake", help="lake root folder (default data/lake/<dataset>)")

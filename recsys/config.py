@@ -48,7 +48,7 @@ class SparkConfig(Strict):
 class IngestConfig(Strict):
     input: Path | None = Field(None, description="raw log file or folder of files; None = the embedded sample (recsys/sample_data)")
     items_input: Path | None = Field(None, description="optional item side-information CSV (item_id, category, brand, price); with input None, the sample's items")
-    preset: str | None = Field("sample", description="named column mapping (sample, taobao, diginetica, rees46); None uses `mapping`")
+    preset: str | None = Field("sample", description="named column mapping (sample, taobao, diginetica, rees46, ml100k); None uses `mapping`")
     mapping: ColumnMapping = Field(default_factory=ColumnMapping, description="column mapping used when preset is None")
     items_mapping: ItemsMapping | None = Field(None, description="columns of items_input; None = the preset's items layout, else item_id,category,brand,price")
     session_gap_minutes: int = Field(30, ge=1, description="inactivity gap that cuts a session when the log has none")

@@ -65,6 +65,21 @@ PRESETS: dict[str, ColumnMapping] = {
         brand="brand",
         price="price",
     ),
+    # MovieLens 100K in RecBole's atomic format (ml-100k.inter): tab-separated, header
+    # user_id:token  item_id:token  rating:float  timestamp:float (unix seconds). Explicit ratings become
+    # implicit events whose type carries the rating's weight (graph.event_weights: view 1, favorite 2,
+    # cart 3, purchase 5): 1-2 stars a view, 3 a favorite, 4 a cart, 5 a purchase. With the default
+    # interactions.weighting (binary) every rating is one interaction, as in the NCF paper.
+    "ml100k": ColumnMapping(
+        format="csv",
+        delimiter="\t",
+        user_id="user_id:token",
+        item_id="item_id:token",
+        event_time="timestamp:float",
+        time_format="unix_s",
+        event_type="rating:float",
+        event_type_values={"1": "view", "2": "view", "3": "favorite", "4": "cart", "5": "purchase"},
+    ),
 }
 
 # Items files whose layout differs from item_id,category,brand,price, by the preset of their log.

@@ -33,3 +33,5 @@ def test_lightgcn_beats_mf_bpr_on_lastfm_split():
     assert gcn["recall"] > RECALL_FLOOR, gcn["recall"]
     assert gcn["ndcg"] > NDCG_FLOOR, gcn["ndcg"]
     assert gcn["curve"][-1]["loss"] < gcn["curve"][0]["loss"]  # training moved
+    ngcf = results["models"]["ngcf"]  # measured 0.0479 / 0.0306: behind LightGCN after 5 epochs, ahead of MF
+    assert gcn["ndcg"] > ngcf["ndcg"] > mf["ndcg"]

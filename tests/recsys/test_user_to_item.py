@@ -159,3 +159,15 @@ def torch_scores(n_items: int, users):
     import torch
 
     return torch.zeros(len(users), n_items)
+
+
+def test_train_device_auto_is_the_cpu_here_and_cuda_without_a_gpu_fails_clearly():
+    import torch
+
+    from recsys.train import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="train.device is cuda"):
+            resolve_device("cuda")
