@@ -1,7 +1,10 @@
 """The ``recsys`` command: run the nightly flow locally, show the latest pointer, roll the published table back, print the config.
 
 ``recsys run`` needs no server: Prefect starts a temporary local one for the run. The config is
-validated before any stage runs; an invalid one exits with status 2 and names the field.
+validated before any stage runs; an invalid one exits with status 2 and names the field. Its exit
+status says how the run ended (``tasks.maintenance.exit_code``; docs/operations.md): 0 every table
+published, or a worse champion refused by the gate; 1 an error; 2 a bad configuration; 3 the input
+rejected (all or mostly quarantined); 4 too little data (a holdout below the minimum, no training day).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ from pydantic import ValidationError  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from recsys.config import PipelineConfig  # noqa: E402
+from recsys.config import DATASET_PATTERN, PipelineConfig  # noqa: E402
 
 console = Console(stderr=False)
 
@@ -42,9 +46,8 @@ def build_config(args: argparse.Namespace) -> PipelineConfig:
     if args.config:
         raw = yaml.safe_load(Path(args.config).read_text()) or {}
         raw = raw.get("config", raw)  # accept a prefect.yaml-style {"config": {...}} too
-    if args.preset:
+    if args.preset:  # the dataset, when not given, is the preset's name or the input's (PipelineConfig)
         _set_path(raw, "ingest.preset", args.preset)
-        raw.setdefault("dataset", args.preset)
         if args.preset != "sample" and not args.items:
             _set_path(raw, "ingest.items_input", None)
     if args.input:
@@ -57,10 +60,22 @@ def build_config(args: argparse.Namespace) -> PipelineConfig:
         raw["lake"] = args.lake
     for assignment in args.set or []:
         key, _, value = assignment.partition("=")
-        _set_path(raw, key, yaml.safe_load(value))
+        _set_path(raw, key, _set_value(value))
     config = PipelineConfig.model_validate(raw)
     config.check_files()
     return config
+
+
+def _set_value(text: str) -> Any:
+    """A ``--set`` value as YAML (numbers, null, lists), else the text itself: a value YAML cannot read
+    (a literal tab) or reads as nothing (a lone space) is meant literally, and a wrong one is then
+    refused by the config with its field's name instead of a bare YAML error."""
+    if text and not text.strip():
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def _number(value: float | None) -> str:
@@ -95,9 +110,25 @@ def _user_metrics_table(rows: tuple[dict, ...], champion: str, metric: str) -> T
 def _publication_line(published) -> str:
     anchors = "users" if published.table == "user_to_item" else "items"
     if published.published:
+        gate = f"\n  gate: {published.comparison}" if published.comparison else ""
         return (f"published {published.table}: {published.path}  (Delta version {published.version}: "
-                f"{published.rows} rows, {published.items} {anchors}, model {published.model})")
+                f"{published.rows} rows, {published.items} {anchors}, model {published.model}){gate}")
     return f"[yellow]nothing published to {published.table}:[/yellow] {published.reason}"
+
+
+def _holdout_lines(evaluation) -> list[str]:
+    """The size of every split the run was judged on."""
+    lines = []
+    if evaluation.rows:
+        row = evaluation.rows[0]
+        lines.append(f"item-to-item holdout: {row['positives']} held-out pairs ({row['positives_seen']} seen in "
+                     f"training, {row['positives_cold']} cold) and as many sampled non-pairs")
+    if evaluation.user_rows or evaluation.user_holdout:
+        held = evaluation.user_holdout
+        lines.append(f"user-to-item holdout: {held.get('users_evaluated', 0)} users evaluated "
+                     f"({held.get('test_pairs', 0)} test pairs; {held.get('cold_users', 0)} test users without "
+                     "training history, served by the popularity fallback)")
+    return lines
 
 
 class _StageStatus(logging.Handler):
@@ -111,12 +142,20 @@ class _StageStatus(logging.Handler):
         self.status.update(f"[bold]{record.getMessage()[:150]}")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _checked_config(args: argparse.Namespace) -> PipelineConfig | None:
+    """The run's config, or None after printing why it is invalid (the caller exits 2)."""
     try:
-        config = build_config(args)
+        return build_config(args)
     except (ValidationError, ValueError, OSError, yaml.YAMLError) as exc:
         console.print(f"[red]invalid configuration:[/red]\n{exc}")
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _checked_config(args)
+    if config is None:
         return 2
+    from tasks.maintenance import exit_code
     interactive = sys.stdout.isatty()
     if interactive:
         config = config.model_copy(update={"spark": config.spark.model_copy(update={"show_progress": True})})
@@ -129,12 +168,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         for logger in watched:
             logger.addHandler(handler)
         try:
-            result = nightly(config=config)
+            state = nightly(config=config, return_state=True)
         finally:
             for logger in watched:
                 logger.removeHandler(handler)
-    _print_summary(result)
-    return 0
+    code, why = exit_code(state)
+    if state.is_completed():
+        _print_summary(state.result())
+        if state.name != "Completed":
+            console.print(f"[yellow]run ended {state.name}[/yellow] (exit {code}): {why}")
+    else:
+        console.print(f"[red]run failed[/red] (exit {code}):\n{why}")
+    return code
 
 
 def _print_summary(result) -> None:
@@ -142,8 +187,15 @@ def _print_summary(result) -> None:
     console.print(f"ingest: read {ingest.rows_read} rows = {ingest.rows_accepted} accepted + "
                   f"{ingest.rows_quarantined} quarantined + {ingest.rows_duplicate} duplicates "
                   f"({ingest.files_ingested} new file(s), {ingest.files_skipped} already ingested)")
-    console.print(f"run {plan.run_id}: train {plan.train_from}..{plan.train_until}, test {plan.test_from}.."
-                  f"{plan.run_date}")
+    console.print(f"run {plan.run_id} (dataset {plan.dataset}): train {plan.train_from}..{plan.train_until}, "
+                  f"test {plan.test_from}..{plan.run_date}")
+    if plan.run_date_note:
+        console.print(f"[yellow]run date:[/yellow] {plan.run_date_note}")
+    for model in result.train.models:
+        for warning in model.warnings:
+            console.print(f"[yellow]warning ({model.name}):[/yellow] {warning}")
+    for line in _holdout_lines(evaluation):
+        console.print(line)
     if evaluation.rows:
         console.print(_metrics_table(evaluation.rows, evaluation.champion))
     if result.publish_users is not None:
@@ -159,10 +211,23 @@ def _print_summary(result) -> None:
             console.print(f"{label + ':':<16} {path}")
 
 
+def _dataset(name: str) -> str:
+    if not re.match(DATASET_PATTERN, name):
+        raise argparse.ArgumentTypeError(f"not a dataset name: {name!r} (letters, digits, '_', '.', '-')")
+    return name
+
+
+def _lake_of(args: argparse.Namespace) -> Path:
+    """``--lake``, else the default lake of ``--dataset`` (data/lake/<dataset>)."""
+    if args.lake:
+        return Path(args.lake).resolve()
+    return PipelineConfig.model_validate({"dataset": args.dataset}).lake
+
+
 def cmd_latest(args: argparse.Namespace) -> int:
     from tasks.maintenance import latest_pointer
 
-    pointer = latest_pointer(Path(args.lake or PipelineConfig().lake))
+    pointer = latest_pointer(_lake_of(args))
     if not pointer.exists():
         console.print(f"[red]nothing published yet:[/red] {pointer} does not exist")
         return 1
@@ -174,12 +239,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from tasks.maintenance import rollback_latest
 
     try:
-        restored = rollback_latest(Path(args.lake or PipelineConfig().lake).resolve(), args.to, args.table)
+        restored = rollback_latest(_lake_of(args), args.to, args.table)
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
         return 1
     for table, pointer in restored.items():
-        console.print(f"{table} is restored to {pointer['run_date']} (run {pointer['run_id']}); _LATEST names it")
+        console.print(f"{table} is restored to {pointer['run_date']} (run {pointer['run_id']}); LATEST.json names it")
     return 0
 
 
@@ -188,23 +253,64 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    config = _checked_config(args)
+    if config is None:
+        return 2
+    reingest = Path(args.reingest).expanduser().resolve() if args.reingest else None
+    if reingest is not None and not reingest.is_file():
+        console.print(f"[red]--reingest: not a file:[/red] {reingest}")
+        return 2
+    from flows.nightly import ingest_flow
+    from tasks.maintenance import exit_code
+
+    logging.getLogger("recsys").setLevel(logging.INFO)
+    state = ingest_flow(config=config, reingest=reingest, return_state=True)
+    if not state.is_completed():
+        code, why = exit_code(state)
+        console.print(f"[red]ingest failed[/red] (exit {code}):\n{why}")
+        return code
+    result = state.result()
+    console.print(f"ingest: read {result.rows_read} rows = {result.rows_accepted} accepted + {result.rows_quarantined} "
+                  f"quarantined + {result.rows_duplicate} duplicates ({result.files_ingested} file(s) read, "
+                  f"{result.files_skipped} already ingested; {result.rows_replaced} earlier event(s) replaced)")
+    for path in result.quarantined_files:
+        console.print(f"[yellow]mostly quarantined, read again at the next ingest:[/yellow] {path}")
+    return 0
+
+
+def _input_arguments(command: argparse.ArgumentParser) -> None:
+    """The flags that say what to read and where: shared by ``run`` and ``ingest``."""
+    command.add_argument("--config", help="YAML or JSON file with PipelineConfig fields")
+    command.add_argument("--preset", help="column mapping preset (recsys/presets.py): sample, taobao, diginetica, "
+                         "diginetica_purchases, rees46, yoochoose_clicks, yoochoose_buys, gru4rec, retailrocket, ml100k, "
+                         "movielens_dat, movielens_csv, sequence")
+    command.add_argument("--input", help="raw log file or folder")
+    command.add_argument("--items", help="item side-information CSV (item_id, category, brand, price)")
+    command.add_argument("--lake", help="lake root folder (default data/lake/<dataset>; the dataset is --set dataset=NAME, "
+                                        "else the preset's name, else the input's file or folder name)")
+    command.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. walks.walk_length=20")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="recsys", description="Nightly recommendation pipeline.")
     commands = root.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the nightly flow now, locally")
-    run.add_argument("--config", help="YAML or JSON file with PipelineConfig fields")
-    run.add_argument("--preset", help="column mapping preset: sample, taobao, diginetica, rees46, ml100k")
-    run.add_argument("--input", help="raw log file or folder")
-    run.add_argument("--items", help="item side-information CSV (item_id, category, brand, price)")
-    run.add_argument("--lake", help="lake root folder (default data/lake/<dataset>)")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. walks.walk_length=20")
+    _input_arguments(run)
     run.set_defaults(func=cmd_run)
-    latest = commands.add_parser("latest", help="print the _LATEST pointer of the published tables")
-    latest.add_argument("--lake", help="lake root folder (default data/lake/sample)")
+    ingest = commands.add_parser("ingest", help="ingest new raw files only, or read one file again (--reingest)")
+    _input_arguments(ingest)
+    ingest.add_argument("--reingest", metavar="PATH", help="read this raw file again with the current mapping, "
+                        "replacing the events and quarantine rows of its earlier reads")
+    ingest.set_defaults(func=cmd_ingest)
+    latest = commands.add_parser("latest", help="print the LATEST.json pointer of the published tables")
+    latest.add_argument("--lake", help="lake root folder (default data/lake/<dataset>)")
+    latest.add_argument("--dataset", default="sample", type=_dataset, help="the dataset whose default lake to read (default sample)")
     latest.set_defaults(func=cmd_latest)
     back = commands.add_parser("rollback", help="restore the published tables to an earlier run date's commit (Delta restore)")
     back.add_argument("--to", required=True, metavar="RUN_DATE", help="the run date (YYYY-MM-DD) of the version")
-    back.add_argument("--lake", help="lake root folder (default data/lake/sample)")
+    back.add_argument("--lake", help="lake root folder (default data/lake/<dataset>)")
+    back.add_argument("--dataset", default="sample", type=_dataset, help="the dataset whose default lake to use (default sample)")
     back.add_argument("--table", choices=("item_to_item", "user_to_item"),
                       help="restore only this table (default: every table with a commit of that run date)")
     back.set_defaults(func=cmd_rollback)

@@ -6,16 +6,23 @@ evaluate -> publish (item-to-item, then user-to-item when a listed model serves 
 Every flow takes the whole ``PipelineConfig`` as its one parameter, so
 Prefect validates it before anything runs and the UI renders it as a form; the disk checks the
 config cannot do at validation run next, before any stage. One run at a time holds the lake.
+
+A run that leaves a table it serves unpublished ends in a ``Completed`` state named ``NotPublished``
+(nothing published) or ``PartlyPublished``, whose message says why; a scheduler sees it apart from a
+plain ``Completed`` (``tasks.maintenance.final_state``; the table of outcomes is in docs/operations.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from prefect import flow
+from prefect.states import State
 
 from recsys.config import PipelineConfig
 from tasks.lock import exclusive_lake
+from tasks.maintenance import final_state
 from tasks.observe import library_logs_to_prefect
 from tasks.stages import (CachedStages, EvaluateResult, GraphResult, IngestResult, PublishResult, ReportResult, RunPlan,
                           TrainResult, ValidationResult, WalksResult, ingest_task, plan_task, report_task)
@@ -36,10 +43,12 @@ class NightlyResult:
 
 
 @flow(name="nightly", log_prints=True)
-def nightly(config: PipelineConfig = PipelineConfig()) -> NightlyResult:
+def nightly(config: PipelineConfig = PipelineConfig()) -> NightlyResult | State:
     """Ingest new logs, then graph -> walks -> train -> evaluate -> publish -> report for the run date.
 
-    A stage whose inputs, settings and code are unchanged is skipped (Prefect state "Cached").
+    A stage whose inputs, settings and code are unchanged is skipped (Prefect state "Cached"). Returns
+    the ``NightlyResult``, inside a ``NotPublished``/``PartlyPublished`` state when a table got no commit
+    (calling the flow still gives the ``NightlyResult``; ``return_state=True`` gives the state).
     """
     config.check_files()
     with library_logs_to_prefect(), exclusive_lake(config.lake):
@@ -58,12 +67,16 @@ def nightly(config: PipelineConfig = PipelineConfig()) -> NightlyResult:
                            if config.user_models() else None)
         report = report_task(plan, ingested, graph, validation, walks, trained, evaluated, published, published_users,
                              config.evaluate)
-    return NightlyResult(plan, ingested, graph, validation, walks, trained, evaluated, published, report, published_users)
+    result = NightlyResult(plan, ingested, graph, validation, walks, trained, evaluated, published, report,
+                           published_users)
+    return final_state(result, published, published_users)
 
 
 @flow(name="ingest")
-def ingest_flow(config: PipelineConfig = PipelineConfig()) -> IngestResult:
-    """Ingest new raw files only (no training): e.g. as files arrive during the day."""
+def ingest_flow(config: PipelineConfig = PipelineConfig(), reingest: Path | None = None) -> IngestResult:
+    """Ingest new raw files only (no training): e.g. as files arrive during the day. With ``reingest`` (a raw
+    file), read that file again with the current mapping, replacing its earlier events and quarantine rows
+    (``recsys.ingest.reingest``)."""
     config.check_files()
     with library_logs_to_prefect(), exclusive_lake(config.lake):
-        return ingest_task(config.ingest, config.lake, config.spark)
+        return ingest_task(config.ingest, config.lake, config.spark, reingest)

@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, create_model, field_validator, model_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from recsys.mapping import EVENT_TYPES, ColumnMapping, ItemsMapping
 from recsys.models import REGISTRY, serving
 from recsys.presets import ITEMS_PRESETS, PRESETS
 from recsys.settings import Strict
 
-DEFAULT_LAKE = Path("data") / "lake"
-USER_TO_ITEM = "user_to_item"  # relative to the folder a run starts in
+DEFAULT_LAKE = Path("data") / "lake"  # relative to the folder a run starts in
+USER_TO_ITEM = "user_to_item"
+SAMPLE = "sample"  # the embedded sample's dataset name (and the default preset's)
+DATASET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# endings dropped from an input's file name to make its dataset name (compression first, then format)
+_NAME_ENDINGS = (".gz", ".gzip", ".bz2", ".xz", ".zst", ".zip", ".csv", ".tsv", ".txt", ".dat", ".json", ".jsonl",
+                 ".ndjson", ".parquet", ".inter", ".log")
 
 
 def sample_file(name: str) -> Path:
@@ -48,7 +54,7 @@ class SparkConfig(Strict):
 class IngestConfig(Strict):
     input: Path | None = Field(None, description="raw log file or folder of files; None = the embedded sample (recsys/sample_data)")
     items_input: Path | None = Field(None, description="optional item side-information CSV (item_id, category, brand, price); with input None, the sample's items")
-    preset: str | None = Field("sample", description="named column mapping (sample, taobao, diginetica, rees46, ml100k); None uses `mapping`")
+    preset: str | None = Field("sample", description="named column mapping (recsys/presets.py: sample, taobao, diginetica, diginetica_purchases, rees46, yoochoose_clicks, yoochoose_buys, gru4rec, retailrocket, ml100k, movielens_dat, movielens_csv, sequence); None uses `mapping`")
     mapping: ColumnMapping = Field(default_factory=ColumnMapping, description="column mapping used when preset is None")
     items_mapping: ItemsMapping | None = Field(None, description="columns of items_input; None = the preset's items layout, else item_id,category,brand,price")
     session_gap_minutes: int = Field(30, ge=1, description="inactivity gap that cuts a session when the log has none")
@@ -110,7 +116,12 @@ class IngestConfig(Strict):
 
 
 class WindowConfig(Strict):
-    run_date: dt.date | None = Field(None, description="the day the run is for; None means the latest event date in the lake")
+    run_date: dt.date | None = Field(None, description="the day the run is for; None picks it from the lake by run_date_rule")
+    run_date_rule: Literal["last_complete_day", "last_day"] = Field(
+        "last_complete_day", description="with run_date None: the newest event day unless it looks partial (last_complete_day: "
+        "then the day before it), or always the newest (last_day)")
+    complete_day_share: float = Field(0.5, ge=0, le=1, description="last_complete_day: the newest event day counts as complete "
+                                      "when it holds at least this share of the median events per day of the 7 event days before it")
     train_days: int = Field(30, ge=1, description="days of events before the holdout used for training")
     test_days: int = Field(1, ge=1, description="the last days of the window held out for evaluation")
 
@@ -195,6 +206,8 @@ class EvaluateConfig(Strict):
     validation_pairs: int = Field(5000, ge=10, description="co-occurring validation pairs kept (with as many sampled non-pairs)")
     ks: tuple[int, ...] = Field((10, 20, 50), min_length=1, description="K of the user-to-item ranking metrics (Recall, NDCG, Precision, HitRate, MRR @K)")
     repeat_items: bool = Field(False, description="whether a test-day item the user already had in training counts as a positive (and is then ranked, not excluded)")
+    min_positives: int = Field(100, ge=0, description="fewest held-out pairs (in the split of publish.champion_metric) for an item-to-item champion: below it none is picked, nothing is published and the gate's reference stays")
+    min_users: int = Field(100, ge=0, description="fewest evaluated users for a user-to-item champion: below it none is picked, nothing is published and the gate's reference stays")
 
     @field_validator("ks")
     @classmethod
@@ -214,12 +227,47 @@ class PublishConfig(Strict):
     retention: int = Field(14, ge=1, description="run dates whose data files the published Delta tables keep (for rollback); older ones are vacuumed, never what the current snapshot needs")
 
 
+def dataset_name(path: Path | str) -> str:
+    """The dataset name an input path gives: a file's name without its format and compression endings
+    (``UserBehavior_head.csv`` -> ``UserBehavior_head``, ``clicks.csv.gz`` -> ``clicks``), or a folder's
+    name, with characters the dataset pattern refuses replaced by ``_``; "" when nothing is left."""
+    name = Path(str(path)).expanduser().name or Path(str(path)).expanduser().resolve().name
+    while name.lower().endswith(_NAME_ENDINGS):
+        name = name[:name.rfind(".")]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    return re.sub(r"^[^A-Za-z0-9]+", "", name)[:64].rstrip("._-")
+
+
+def infer_dataset(ingest: object) -> str:
+    """The dataset name of a config that gives none: the preset's (unless it is the default ``sample``),
+    else the input's name (``dataset_name``), else ``sample`` (no input: the embedded sample).
+
+    ``ingest`` is the raw ``ingest`` value (a dict, an ``IngestConfig`` or None); nothing is read from disk.
+    """
+    if isinstance(ingest, IngestConfig):
+        preset, source = ingest.preset, ingest.input
+    elif isinstance(ingest, dict):
+        preset, source = ingest.get("preset", SAMPLE), ingest.get("input")
+    else:
+        preset, source = SAMPLE, None
+    if isinstance(preset, str) and preset != SAMPLE:
+        return preset
+    if source is None:
+        return SAMPLE
+    name = dataset_name(source)
+    if not name or name == SAMPLE:
+        raise ValueError(f"dataset: cannot take a dataset name from ingest.input {str(source)!r}; "
+                         "name the data with --set dataset=NAME (letters, digits, '_', '.', '-')")
+    return name
+
+
 class PipelineConfig(Strict):
     """Everything one nightly run needs. Defaults run on the embedded sample."""
 
-    lake: Path = Field(DEFAULT_LAKE / "sample", description="lake root; default data/lake/<dataset> under the current folder, so datasets never share one")
+    lake: Path = Field(DEFAULT_LAKE / SAMPLE, description="lake root; left out: data/lake/<dataset> under the current folder, so datasets never share one")
     seed: int = Field(42, description="the one seed every random step derives its own from")
-    dataset: str = Field("sample", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="name reported with every figure")
+    dataset: str = Field(SAMPLE, pattern=DATASET_PATTERN, description="name reported with every figure; left out: the preset's "
+                         "name (unless sample), else the name of ingest.input, else sample (the embedded sample)")
     spark: SparkConfig = Field(default_factory=SparkConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     window: WindowConfig = Field(default_factory=WindowConfig)
@@ -233,10 +281,42 @@ class PipelineConfig(Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _lake_per_dataset(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("lake") is None:
-            data = {**data, "lake": DEFAULT_LAKE / str(data.get("dataset", "sample"))}
+    def _dataset_and_its_lake(cls, data: object) -> object:
+        """A dataset left out is inferred (``infer_dataset``); a lake left out is ``data/lake/<dataset>``."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("dataset") is None:
+            data["dataset"] = infer_dataset(data.get("ingest"))
+        if data.get("lake") is None:
+            data["lake"] = DEFAULT_LAKE / str(data["dataset"])
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sequences_test_their_last_day(cls, data: object) -> object:
+        """A sequence file's synthetic clock (``ColumnMapping.format``) puts only each user's last item on
+        the newest day: a small day that is whole, so there the run date rule defaults to last_day."""
+        if not isinstance(data, dict):
+            return data
+        try:
+            ingest = IngestConfig.model_validate(data.get("ingest") or {})
+        except ValidationError:
+            return data  # reported, with its field, when the ingest field is validated
+        window = data.get("window") or {}
+        if ingest.column_mapping().format == "sequence" and isinstance(window, dict) and "run_date_rule" not in window:
+            return {**data, "window": {**window, "run_date_rule": "last_day"}}
+        return data
+
+    @model_validator(mode="after")
+    def _own_data_never_in_the_samples_lake(self) -> "PipelineConfig":
+        if self.ingest.input is not None and self.dataset == SAMPLE:
+            raise ValueError(f"dataset: {SAMPLE!r} names the embedded sample, but ingest.input is {self.ingest.input}: "
+                             "name your data (--set dataset=NAME) or leave dataset out to take the input's name")
+        if self.dataset != SAMPLE and self.lake == (DEFAULT_LAKE / SAMPLE).resolve():
+            raise ValueError(f"lake: {self.lake} is the embedded sample's lake, but dataset is {self.dataset!r}: leave "
+                             f"lake out (data/lake/{self.dataset}) or choose another folder")
+        return self
 
     @model_validator(mode="after")
     def _late_rows_reach_the_window(self) -> "PipelineConfig":

@@ -6,11 +6,19 @@ the "cold" split (both items in the catalogue, at least one known only by its si
 HitRate@K of the held-out neighbour, each positive pair counted in both directions. An item a model
 has no vector for scores the fallback 0.0 (AUC) and, as anchor or target, counts as a miss (HitRate):
 so an id-only model scores exactly 0.5 on the cold split, where side-information models can do better.
+
+Each figure comes with its standard error, so a report and the publication gate can say how far a
+figure can be trusted: an AUC's by Hanley & McNeil (1982), "The meaning and use of the area under a
+receiver operating characteristic (ROC) curve", Radiology 143(1), 29-36; HitRate's as a binomial
+proportion over its anchor lookups. A champion is picked only when the split its metric is computed
+on holds at least ``evaluate.min_positives`` held-out pairs: below that, the figures are written and
+reported, but nothing is picked (and so nothing published).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +28,7 @@ import pyarrow as pa
 from recsys.lake import write_parquet_atomic
 from recsys.metrics import auc_roc, hit_rate, precision_recall
 from recsys.models.base import ITEM_TO_ITEM, ItemModel, TrainingInputs
+from recsys.publish import ITEM_METRICS, holdout_size_key
 from recsys.report import plot_precision_recall
 from recsys.train import TrainResult, load_model
 
@@ -35,6 +44,7 @@ class ModelScores:
     hit_rate: float
     precision: np.ndarray
     recall: np.ndarray
+    se: dict[str, float] = field(default_factory=dict)  # standard error of each metric, "auc" -> SE
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,11 @@ class EvaluateResult:
     user_metric: str = ""
     user_rows: tuple[dict, ...] = ()
     user_holdout: dict = field(default_factory=dict)
+    # why no champion was picked although models were scored (a holdout below the minimum), or ""
+    holdout_too_small: str = ""
+    user_holdout_too_small: str = ""
+    min_positives: int = 0  # the minimums used; the gate compares with a published run only above them
+    min_users: int = 0
 
     def row(self, model: str) -> dict:
         return next(r for r in self.rows if r["model"] == model)
@@ -62,15 +77,41 @@ def score_model(model: ItemModel, holdout: pa.Table, k: int) -> ModelScores:
     split = holdout.column("split").to_numpy(zero_copy_only=False)
     seen, cold = split == "seen", split == "cold"
     precision, recall = precision_recall(scores[label], scores[~label])
+    aucs = {name: (auc_roc(scores[label & part], scores[~label & part]), int((label & part).sum()),
+                   int((~label & part).sum()))
+            for name, part in (("auc", np.ones(len(label), bool)), ("auc_seen", seen), ("auc_cold", cold))}
+    hits = _hit_rate(model, a[label], b[label], k)
+    se = {name: auc_standard_error(*figures) for name, figures in aucs.items()}
+    se["hit_rate"] = proportion_standard_error(hits, 2 * int(label.sum()))  # each pair looked up both ways
     return ModelScores(
         name=model.name,
-        auc=auc_roc(scores[label], scores[~label]),
-        auc_seen=auc_roc(scores[label & seen], scores[~label & seen]),
-        auc_cold=auc_roc(scores[label & cold], scores[~label & cold]),
-        hit_rate=_hit_rate(model, a[label], b[label], k),
+        auc=aucs["auc"][0],
+        auc_seen=aucs["auc_seen"][0],
+        auc_cold=aucs["auc_cold"][0],
+        hit_rate=hits,
         precision=precision,
         recall=recall,
+        se=se,
     )
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil (1982): the standard error of an AUC from ``positives`` and ``negatives`` scores,
+    ``sqrt((A(1-A) + (n1-1)(Q1-A^2) + (n2-1)(Q2-A^2)) / (n1 n2))`` with ``Q1 = A/(2-A)``, ``Q2 = 2A^2/(1+A)``.
+    NaN without both kinds of scores."""
+    if not positives or not negatives or auc is None or math.isnan(auc):
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) \
+        / (positives * negatives)
+    return float(math.sqrt(max(variance, 0.0)))
+
+
+def proportion_standard_error(share: float, trials: int) -> float:
+    """``sqrt(p (1 - p) / n)``: the standard error of a share of ``trials`` independent lookups."""
+    if not trials or share is None or math.isnan(share):
+        return float("nan")
+    return float(math.sqrt(share * (1 - share) / trials))
 
 
 def _hit_rate(model: ItemModel, a: np.ndarray, b: np.ndarray, k: int) -> float:
@@ -91,9 +132,22 @@ def metrics_table(scores: list[ModelScores], holdout: pa.Table, context: dict, k
         "model": s.name, "auc": s.auc, "auc_seen": s.auc_seen, "auc_cold": s.auc_cold, "hit_rate": s.hit_rate, "k": k,
         "positives": int(label.sum()), "positives_seen": int((label & (split == "seen")).sum()),
         "positives_cold": int((label & (split == "cold")).sum()),
+        **{f"{m}_se": float(s.se.get(m, float("nan"))) for m in ITEM_METRICS},
         "train_seconds": float(train_seconds.get(s.name, float("nan"))), **context,
     } for s in scores]
     return pa.Table.from_pylist(rows)
+
+
+def too_small(row: dict, metric: str, minimum: int) -> str:
+    """Why ``row``'s holdout cannot pick a champion by ``metric`` (fewer held-out pairs than ``minimum``
+    in the split the metric is computed on), or "" when it can."""
+    key = holdout_size_key(metric)
+    size = int(row.get(key) or 0)
+    if size >= minimum:
+        return ""
+    return (f"holdout too small: {size} held-out pairs ({key}, what {metric} is computed on) < evaluate.min_positives "
+            f"{minimum}, so no champion was picked and the gate's reference stays; widen window.test_days or "
+            "choose another window.run_date")
 
 
 def pick_champion(table: pa.Table, metric: str) -> str:
@@ -108,13 +162,15 @@ def write_metrics(table: pa.Table, path: Path) -> Path:
 
 
 def evaluate_models(trained: TrainResult, inputs: TrainingInputs, holdout: pa.Table, k: int, champion_metric: str,
-                    context: dict, metrics_path: Path, plots: Path) -> EvaluateResult:
+                    context: dict, metrics_path: Path, plots: Path, min_positives: int = 0) -> EvaluateResult:
     """Score every trained item-to-item model on ``holdout``; write the metrics table and one precision-recall
-    plot per model. Without any such model the result has no rows and no champion."""
+    plot per model. Without any such model the result has no rows and no champion; with fewer than
+    ``min_positives`` held-out pairs in the champion metric's split it has rows but no champion, and
+    ``holdout_too_small`` says why."""
     scores = []
     item_models = [m for m in trained.models if ITEM_TO_ITEM in m.serves]
     if not item_models:
-        return EvaluateResult("", "", champion_metric, ())
+        return EvaluateResult("", "", champion_metric, (), min_positives=min_positives)
     for trained_model in item_models:
         model = load_model(trained_model.name, Path(trained_model.path), inputs)
         scores.append(score_model(model, holdout, k))
@@ -127,6 +183,13 @@ def evaluate_models(trained: TrainResult, inputs: TrainingInputs, holdout: pa.Ta
             f"test {context['test_from']}..{context['test_until']}"
     for s in scores:
         plot_precision_recall(s, title, plots / f"pr_{s.name}.png")
-    champion = pick_champion(metrics, champion_metric)
-    log.info("evaluate: champion by %s is %s; metrics at %s", champion_metric, champion, metrics_path)
-    return EvaluateResult(str(metrics_path), champion, champion_metric, tuple(metrics.to_pylist()), str(plots))
+    rows = tuple(metrics.to_pylist())
+    small = too_small(rows[0], champion_metric, min_positives)
+    if small:
+        log.warning("evaluate: item-to-item %s", small)
+        champion = ""
+    else:
+        champion = pick_champion(metrics, champion_metric)
+        log.info("evaluate: champion by %s is %s; metrics at %s", champion_metric, champion, metrics_path)
+    return EvaluateResult(str(metrics_path), champion, champion_metric, rows, str(plots), holdout_too_small=small,
+                          min_positives=min_positives)

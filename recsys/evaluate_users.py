@@ -9,7 +9,9 @@ cannot be ranked by any model: they are counted and left out of the truth. Users
 no training history are counted apart (``cold_users``) and scored with the popularity fallback that
 serves them. Metrics come from ``recsys.ranking`` (Recall, NDCG, Precision, HitRate, MRR @ each K,
 catalogue coverage, users served), computed from one top-max(K) list per user, scored in batches of
-users, so memory is O(batch x items).
+users, so memory is O(batch x items). Each metric comes with the standard error of its mean over the
+users (``<metric>_se``, e.g. ``ndcg@20_se``: the sample standard deviation over sqrt(users)). A
+champion is picked only when at least ``evaluate.min_users`` users were evaluated.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import torch
 from recsys.interactions import Interactions
 from recsys.lake import write_parquet_atomic
 from recsys.models.base import USER_TO_ITEM, TrainingInputs, UserModel
-from recsys.ranking import catalogue_coverage, csr_from_pairs, csr_take_rows, ranking_metrics, top_k_in_batches, \
-    users_served
+from recsys.ranking import catalogue_coverage, csr_from_pairs, csr_take_rows, ranking_metrics, \
+    ranking_metrics_per_user, top_k_in_batches, users_served
 from recsys.train import TrainResult, load_model
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class UserEvaluation:
     metric: str
     rows: tuple[dict, ...]
     holdout: dict  # UserHoldout.summary(), plus the cold users' fallback metrics
+    too_small: str = ""  # why no champion was picked although models were scored, or ""
 
 
 def build_user_holdout(test_pairs: pa.Table, history: Interactions, repeat_items: bool = False) -> UserHoldout:
@@ -101,12 +104,33 @@ def user_metrics_row(model: UserModel, holdout: UserHoldout, history: Interactio
     """Every ranking metric of one model on the holdout, plus coverage and the share of users served."""
     k_max = max(ks)
     top, _ = top_items(model, holdout.users, k_max, None if repeat_items else history)
+    names = [f"{m}@{k}" for m in ("recall", "ndcg", "precision", "hit", "mrr") for k in ks]
     metrics = ranking_metrics(top, holdout.truth_indptr, holdout.truth_indices, ks) if len(holdout.users) else \
-        {f"{m}@{k}": math.nan for m in ("recall", "ndcg", "precision", "hit", "mrr") for k in ks}
+        {name: math.nan for name in names}
+    per_user = ranking_metrics_per_user(top, holdout.truth_indptr, holdout.truth_indices, ks) \
+        if len(holdout.users) else {}
     row = {"model": model.name, **{name: metrics[name] for name in sorted(metrics) if "@" in name},
+           **{f"{name}_se": mean_standard_error(per_user.get(name)) for name in sorted(names)},
            f"coverage@{k_max}": catalogue_coverage(top, history.n_items) if len(top) else math.nan,
            "users_served": users_served(top), "users_evaluated": int(len(holdout.users))}
     return row
+
+
+def mean_standard_error(values: np.ndarray | None) -> float:
+    """The standard error of a mean over users: sample standard deviation / sqrt(users); NaN under 2 users."""
+    if values is None:
+        return math.nan
+    values = values[~np.isnan(values)]
+    return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+
+
+def too_few_users(evaluated: int, minimum: int) -> str:
+    """Why ``evaluated`` users cannot pick a user-to-item champion, or "" when they can."""
+    if evaluated >= minimum:
+        return ""
+    return (f"holdout too small: {evaluated} users evaluated (test-day items and training history) < evaluate.min_users "
+            f"{minimum}, so no champion was picked and the gate's reference stays; widen window.test_days or choose "
+            "another window.run_date")
 
 
 def cold_fallback_metrics(history: Interactions, holdout: UserHoldout, ks: tuple[int, ...]) -> dict[str, float]:
@@ -127,8 +151,10 @@ def pick_user_champion(rows: list[dict], metric: str) -> str:
 
 
 def evaluate_user_models(trained: TrainResult, inputs: TrainingInputs, test_pairs: pa.Table, ks: tuple[int, ...],
-                         champion_metric: str, repeat_items: bool, context: dict, metrics_path: Path) -> UserEvaluation:
-    """Score every trained model that serves user-to-item on the test days; write ``user_metrics.parquet``."""
+                         champion_metric: str, repeat_items: bool, context: dict, metrics_path: Path,
+                         min_users: int = 0) -> UserEvaluation:
+    """Score every trained model that serves user-to-item on the test days; write ``user_metrics.parquet``.
+    With fewer than ``min_users`` users evaluated, no champion is picked (``too_small`` says why)."""
     history = inputs.user_history
     if history is None:
         raise ValueError("user-to-item evaluation needs the training window's user x item matrix")
@@ -147,7 +173,10 @@ def evaluate_user_models(trained: TrainResult, inputs: TrainingInputs, test_pair
     table = pa.Table.from_pylist(rows)
     if rows:
         write_parquet_atomic(table, metrics_path)
-    champion = pick_user_champion(rows, champion_metric)
+    small = too_few_users(len(holdout.users), min_users) if rows else ""
+    champion = "" if small else pick_user_champion(rows, champion_metric)
+    if small:
+        log.warning("evaluate users: %s", small)
     log.info("evaluate users: champion by %s is %s", champion_metric, champion or "none")
     summary = {**holdout.summary(), **cold_fallback_metrics(history, holdout, ks)}
-    return UserEvaluation(str(metrics_path), champion, champion_metric, tuple(rows), summary)
+    return UserEvaluation(str(metrics_path), champion, champion_metric, tuple(rows), summary, small)

@@ -2,9 +2,37 @@
 
 Runs on Spark. Files are parsed one per task (``recsys.raw_files``), then typed and validated in
 Spark SQL; rows that fail go to ``quarantine`` with their file, line, raw text and reason. Exact
-duplicates are removed, sessions are cut at an inactivity gap when the log has no session id, and a
-manifest of (path, size, checksum) makes a second run over the same files ingest nothing new.
+duplicates are removed, and sessions are cut at an inactivity gap when the log has no session id.
 Accounting: rows read = accepted + quarantined + duplicates, for every run.
+
+**Which files are read.** The manifest (``_manifest/``, one Parquet file per batch) records every read
+of a raw file: its path, SHA-256, the digest of the column mapping that read it (``mapping_digest``)
+and its status: ``done``, ``quarantined`` (ingested, but more than ``MAX_QUARANTINED_SHARE`` of its
+rows were quarantined) or ``rejected`` (its batch was rejected). A file is skipped when the latest
+read of its bytes is ``done`` under the current mapping (or predates mapping digests); so a second
+run over the same files reads nothing, while a corrected mapping, or a file whose last read was not
+``done``, reads it again.
+
+**A re-read replaces.** When bytes the lake already holds are read again (a changed mapping, a
+rejected read, or ``reingest``), the new read replaces the earlier ones: their events and quarantine
+rows (found by ``source_file`` in the files of the batch that wrote them) are removed in the same
+commit that adds the new rows, so a file's events are never doubled.
+
+**Rejection.** A batch with more than ``MAX_QUARANTINED_SHARE`` of its rows quarantined (every row, at
+any share) is rejected: it writes its quarantine rows and manifest entries marked ``rejected``, but no
+event, no ``items/`` row, and replaces nothing; then ``IngestRejected`` names the counts, the top
+reasons and example lines. The next ingest reads its files again, so a re-run without a fix fails
+the same way. In a batch that is accepted, a file over the same share is ingested but marked
+``quarantined``: it is read again at each ingest (a fix in the code reaches it), but as long as the
+mapping is the same, its rows do not count towards rejecting a later batch, so a stray broken file
+does not fail a night that brings nothing new.
+
+**Commits.** Event and quarantine files carry their batch id in their names (``<batch>-part-N``, or
+``<origin>-kept-<batch>-N`` for the rows a replacing batch keeps of an older batch's file), and the
+manifest file is written last: it is the commit. It lists the older files the batch makes obsolete,
+which are deleted after it. ``remove_unfinished_batches`` runs first at every ingest: it deletes the
+files of batches the manifest does not list (a crash before the commit leaves the old rows) and the
+obsolete files of batches it does (a crash after the commit leaves the new rows).
 """
 
 from __future__ import annotations
@@ -15,10 +43,12 @@ import logging
 import os
 import re
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -31,6 +61,12 @@ log = logging.getLogger(__name__)
 
 EVENT_COLUMNS = ["event_time", "user_id", "session_id", "item_id", "event_type", "source_file"]
 QUARANTINE_COLUMNS = ["source_file", "line", "raw", "reason"]
+# A batch (or, within an accepted batch, a file) with more than this share of its rows quarantined is
+# rejected: so many failures mean the mapping does not fit the file, and its few rows that passed
+# would train models on a fraction of the log. ``IngestConfig.max_quarantined_share`` overrides it.
+MAX_QUARANTINED_SHARE = 0.5
+DONE, QUARANTINED, REJECTED = "done", "quarantined", "rejected"  # manifest statuses; only done is skipped
+TOP_REASONS, EXAMPLES, RAW_CHARS = 5, 2, 200
 
 
 @dataclass(frozen=True)
@@ -46,10 +82,30 @@ class IngestResult:
     events_path: str
     quarantine_path: str | None
     items_path: str | None
+    rows_replaced: int = 0  # events of earlier reads of the same files that this batch replaced
+    quarantined_files: tuple[str, ...] = ()  # files ingested but mostly quarantined: read again next time
 
     @property
     def balanced(self) -> bool:
         return self.rows_read == self.rows_accepted + self.rows_quarantined + self.rows_duplicate
+
+
+class IngestRejected(ValueError):
+    """A batch whose rows were all, or mostly, quarantined: no event of it was ingested.
+
+    The message is the whole explanation (counts, top reasons, example lines, where the rejected
+    rows are); the attributes carry the same for a caller that formats its own.
+    """
+
+    def __init__(self, message: str, *, rows_read: int = 0, rows_quarantined: int = 0,
+                 reasons: tuple[tuple[str, int], ...] = (), files: tuple[str, ...] = (),
+                 quarantine_path: str | None = None):
+        super().__init__(message)
+        self.rows_read, self.rows_quarantined, self.reasons = rows_read, rows_quarantined, reasons
+        self.files, self.quarantine_path = files, quarantine_path
+
+    def __reduce__(self):  # picklable with its attributes (Prefect may persist a failed task's exception)
+        return (type(self), (str(self),), self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -83,89 +139,350 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def mapping_digest(mapping: ColumnMapping) -> str:
+    """What identifies a mapping in the manifest: the settings it sets away from the defaults, so a new
+    mapping field (with a default) does not make every file of every lake be read again."""
+    settings = mapping.model_dump_json(exclude_defaults=True)
+    return hashlib.sha256(settings.encode()).hexdigest()[:16]
+
+
+# --- the manifest ------------------------------------------------------------------------------------
+
+READ = pa.struct([("batch_id", pa.string()), ("path", pa.string())])
+MANIFEST_SCHEMA = pa.schema([
+    ("path", pa.string()), ("size", pa.int64()), ("sha256", pa.string()), ("rows", pa.int64()),
+    ("batch_id", pa.string()), ("ingested_at", pa.timestamp("us", tz="UTC")),
+    ("quarantined", pa.int64()),  # of ``rows``
+    ("mapping", pa.string()),  # mapping_digest of the mapping that read the file
+    ("status", pa.string()),  # done; quarantined (mostly) or rejected (its batch was): read again
+    ("seq", pa.int64()),  # the batch's place in the order of batches
+    ("replaces", pa.list_(READ)),  # the earlier reads (batch, path) whose rows this read replaced
+    ("obsolete", pa.list_(pa.string())),  # files (relative to the lake) the batch's commit deleted; on its first row
+])
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One read of one raw file, as the manifest records it."""
+
+    path: str
+    sha256: str
+    batch_id: str
+    status: str = DONE
+    mapping: str | None = None  # None: written before the manifest recorded mappings; matches any mapping
+    seq: int = 0
+    replaces: tuple[tuple[str, str], ...] = ()
+    obsolete: tuple[str, ...] = ()
+
+    @property
+    def read(self) -> tuple[str, str]:
+        """How the lake's files know this read's rows: the batch that wrote them and their ``source_file``."""
+        return self.batch_id, self.path
+
+
+def read_manifest(lake: Lake) -> list[ManifestEntry]:
+    """Every read the manifest records, manifests written before mappings and statuses included."""
+    entries = []
+    files = sorted(p for p in lake.manifest.glob("*.parquet") if not p.name.startswith((".", "_"))) \
+        if lake.manifest.exists() else []
+    for file in files:
+        for row in pq.read_table(file).to_pylist():
+            entries.append(ManifestEntry(
+                row["path"], row["sha256"], row["batch_id"], row.get("status") or DONE, row.get("mapping"),
+                row.get("seq") or 0, tuple((r["batch_id"], r["path"]) for r in row.get("replaces") or ()),
+                tuple(row.get("obsolete") or ())))
+    return entries
+
+
+def live_reads(entries: list[ManifestEntry]) -> dict[str, list[ManifestEntry]]:
+    """Per SHA-256, the reads whose rows the lake still holds (none replaced them), oldest first."""
+    replaced = {read for entry in entries for read in entry.replaces}
+    live: dict[str, list[ManifestEntry]] = defaultdict(list)
+    for entry in sorted(entries, key=lambda e: e.seq):
+        if entry.read not in replaced:
+            live[entry.sha256].append(entry)
+    return dict(live)
+
+
+def _done(reads: list[ManifestEntry], digest: str) -> bool:
+    """Whether the latest read of some bytes is done under the mapping ``digest``."""
+    latest = reads[-1]
+    return latest.status == DONE and latest.mapping in (None, digest)
+
+
 def ingested_checksums(lake: Lake) -> set[str]:
-    if not _has_parquet(lake.manifest):
-        return set()
-    return set(read_parquet_dir(lake.manifest).column("sha256").to_pylist())
+    """SHA-256 of the raw files whose latest read is done (under whichever mapping)."""
+    return {sha for sha, reads in live_reads(read_manifest(lake)).items() if reads[-1].status == DONE}
 
 
 def ingest(spark: SparkSession, config: IngestConfig, lake: Lake, now: dt.datetime | None = None) -> IngestResult:
-    """Ingest every raw file under ``config.input`` not yet in the manifest.
+    """Ingest every raw file under ``config.input`` that the manifest does not list as done under the
+    current mapping; a file read before (other mapping, rejected) has its earlier rows replaced.
 
-    Event and quarantine files carry their batch id in their names and the manifest is written
-    last, so a batch the manifest does not list was interrupted: its files are removed first and
-    its raw files are ingested again, never twice.
+    Raises ``IngestRejected`` when the batch is all or mostly quarantined (see the module docstring).
     """
     mapping = config.column_mapping()
-    now = now or dt.datetime.now(dt.timezone.utc)
     remove_unfinished_batches(lake)
     found = list_raw_files(config.source(), mapping.format)
-    seen = ingested_checksums(lake)
-    new_files = _unique_new(found, seen)
-    log.info("ingest: %d raw file(s) under %s, %d new", len(found), config.source(), len(new_files))
+    entries = read_manifest(lake)
+    live, digest = live_reads(entries), mapping_digest(mapping)
+    new_files = _unique_new(found, live, digest)
+    log.info("ingest: %d raw file(s) under %s, %d new or to read again", len(found), config.source(), len(new_files))
     if not new_files:
         items_path = _write_items(spark, config, lake, None)
         return IngestResult(len(found), 0, len(found), 0, 0, 0, 0, (), str(lake.events), None, items_path)
+    replaces = {str(raw.path): {e.read for e in live.get(raw.sha256, ())} for raw in new_files}
+    known = {str(raw.path) for raw in new_files if _known_quarantined(live.get(raw.sha256), digest)}
+    return _ingest_batch(spark, config, lake, new_files, len(found), replaces, entries, now, known)
 
-    parsed = _parse(spark, new_files, mapping).cache()
+
+def reingest(spark: SparkSession, config: IngestConfig, lake: Lake, path: Path,
+             now: dt.datetime | None = None) -> IngestResult:
+    """Read the raw file ``path`` again with the current mapping, whatever the manifest says.
+
+    The new read replaces every earlier read of that path and of the same bytes under another name:
+    their events, quarantine rows and manifest entries, in one commit (a crash leaves either the old
+    rows or the new ones; see the module docstring). A rejected read (``IngestRejected``) replaces
+    nothing: the file's earlier rows stay, beside the rejected attempt's quarantine rows.
+    """
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"reingest: not a file: {path}")
+    mapping = config.column_mapping()
+    remove_unfinished_batches(lake)
+    [raw] = list_raw_files(path, mapping.format)
+    entries = read_manifest(lake)
+    live = live_reads(entries)
+    earlier = {e.read for reads in live.values() for e in reads if e.sha256 == raw.sha256 or e.path == str(raw.path)}
+    log.info("reingest: %s (%d earlier read(s) to replace)", raw.path, len(earlier))
+    return _ingest_batch(spark, config, lake, [raw], 1, {str(raw.path): earlier}, entries, now)
+
+
+def _known_quarantined(reads: list[ManifestEntry] | None, digest: str) -> bool:
+    """Whether the latest read of some bytes, under this same mapping, was an accepted batch's mostly quarantined file."""
+    return bool(reads) and reads[-1].status == QUARANTINED and reads[-1].mapping == digest
+
+
+def _ingest_batch(spark: SparkSession, config: IngestConfig, lake: Lake, files: list[RawFile], files_found: int,
+                  replaces: dict[str, set[tuple[str, str]]], entries: list[ManifestEntry],
+                  now: dt.datetime | None, known: set[str] = frozenset()) -> IngestResult:
+    """Read ``files`` as one batch; each replaces the earlier reads ``replaces[path]`` (batch, path).
+    The ``known`` files (mostly quarantined last time, same mapping) do not count towards rejecting it."""
+    mapping = config.column_mapping()
+    now = now or dt.datetime.now(dt.timezone.utc)
+    batch_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    manifest = _Manifest(files, batch_id, now, mapping_digest(mapping), 1 + max((e.seq for e in entries), default=0))
+    share = getattr(config, "max_quarantined_share", MAX_QUARANTINED_SHARE)
+
+    parsed = _parse(spark, files, mapping).cache()
     typed = _typed(parsed, mapping, config, now)
     typed = _too_old(typed, lake, config.max_late_days).cache()
-    accepted = typed.where(F.col("reason").isNull())
     rejected = typed.where(F.col("reason").isNotNull())
-    deduped = _drop_exact_duplicates(accepted)
-    fresh = _not_in_lake(spark, deduped, lake)
-    events = _with_sessions(fresh, mapping, config.session_gap_minutes).cache()
+    per_file = _per_file_counts(typed)
+    read, quarantined = sum(r for r, _ in per_file.values()), sum(q for _, q in per_file.values())
+    counted = {path: counts for path, counts in per_file.items() if path not in known}
+    if _too_many(sum(r for r, _ in counted.values()), sum(q for _, q in counted.values()), share):
+        quarantine_path = _write_quarantine(rejected, lake, now, batch_id) if quarantined else None
+        judged = rejected.where(~F.col("source_file").isin(sorted(known))) if known else rejected
+        error = _rejection(judged, counted, share, quarantine_path, batch_id)
+        manifest.write(lake, per_file, rejected={str(f.path) for f in files})  # its quarantine rows stay
+        for frame in (typed, parsed):
+            frame.unpersist()
+        log.error("%s", error)
+        raise error
 
-    counts = _count(parsed, accepted, rejected, events)
-    batch_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    obsolete, removed = _replace_reads(lake, set().union(*replaces.values()), batch_id)
+    accepted = typed.where(F.col("reason").isNull())
+    deduped = _drop_exact_duplicates(accepted)
+    fresh = _not_in_lake(spark, deduped, lake, set(obsolete))
+    events = _with_sessions(fresh, mapping, config.session_gap_minutes).cache()
+    n_events = events.count()
     dates = _write_events(events, lake, batch_id)
-    quarantine_path = _write_quarantine(rejected, lake, now, batch_id) if counts["quarantined"] else None
+    quarantine_path = _write_quarantine(rejected, lake, now, batch_id) if quarantined else None
     items_path = _write_items(spark, config, lake, deduped if mapping.side_columns() else None)
-    _write_manifest(parsed, new_files, lake, batch_id, now)
+    mostly_quarantined = {path for path, (rows, bad) in per_file.items() if _too_many(rows, bad, share)}
+    manifest.write(lake, per_file, replaces, [str(p.relative_to(lake.root)) for p in obsolete], mostly_quarantined)
+    _delete(obsolete)
     for frame in (events, typed, parsed):
         frame.unpersist()
 
     result = IngestResult(
-        files_found=len(found), files_ingested=len(new_files), files_skipped=len(found) - len(new_files),
-        rows_read=counts["read"], rows_accepted=counts["accepted"], rows_quarantined=counts["quarantined"],
-        rows_duplicate=counts["duplicate"], event_dates=dates, events_path=str(lake.events),
-        quarantine_path=quarantine_path, items_path=items_path,
+        files_found=files_found, files_ingested=len(files), files_skipped=files_found - len(files),
+        rows_read=read, rows_accepted=n_events, rows_quarantined=quarantined,
+        rows_duplicate=read - quarantined - n_events, event_dates=dates, events_path=str(lake.events),
+        quarantine_path=quarantine_path, items_path=items_path, rows_replaced=removed["events"],
+        quarantined_files=tuple(sorted(mostly_quarantined)),
     )
     log.info("ingest: read %d rows = %d accepted + %d quarantined + %d duplicates; %d day(s) %s..%s",
              result.rows_read, result.rows_accepted, result.rows_quarantined, result.rows_duplicate,
              len(dates), dates[0] if dates else "-", dates[-1] if dates else "-")
+    if removed["events"] or removed["quarantine"]:
+        log.info("ingest: replaced %d event(s) and %d quarantine row(s) of earlier reads of the same file(s)",
+                 removed["events"], removed["quarantine"])
+    for path in result.quarantined_files:
+        rows, bad = per_file[path]
+        log.warning("ingest: %s: %d of %d rows quarantined (more than %.0f%%): not marked done, it is read "
+                    "again at each ingest until the mapping fits it or it is moved away; the reasons are in the "
+                    "quarantine", path, bad, rows, 100 * share)
     return result
 
 
-BATCH_FILE = re.compile(r"^(\d{8}T\d{6}-[0-9a-f]{8})(-part-\d{5})?\.parquet$")
+def _too_many(rows: int, quarantined: int, share: float) -> bool:
+    return rows > 0 and (quarantined == rows or quarantined > share * rows)
+
+
+def _per_file_counts(typed: DataFrame) -> dict[str, tuple[int, int]]:
+    """Raw file -> (rows read, rows quarantined)."""
+    counts = typed.groupBy("source_file").agg(F.count(F.lit(1)).alias("rows"), F.count("reason").alias("bad"))
+    return {r["source_file"]: (int(r["rows"]), int(r["bad"])) for r in counts.collect()}
+
+
+def _reason_kind(reason: F.Column) -> F.Column:
+    """A reason without the per-row value it may end with (an unparseable timestamp's text), for counting."""
+    return F.regexp_replace(reason, r"^(unparseable timestamp \(column .*, format [a-z_]+\)): .*$", "$1")
+
+
+def _rejection(rejected: DataFrame, per_file: dict[str, tuple[int, int]], share: float, quarantine_path: str | None,
+               batch_id: str) -> IngestRejected:
+    """The one error a rejected batch raises: counts, top reasons, example lines, where to look."""
+    read, quarantined = sum(r for r, _ in per_file.values()), sum(q for _, q in per_file.values())
+    kinds = rejected.withColumn("kind", _reason_kind(F.col("reason")))
+    top = [(r["kind"], int(r["count"])) for r in
+           kinds.groupBy("kind").count().orderBy(F.desc("count"), "kind").limit(TOP_REASONS).collect()]
+    first_of = lambda kind, n: kinds.where(F.col("kind") == kind).orderBy("source_file", "line").limit(n).collect()  # noqa: E731
+    # one line of each of the two top reasons, or two of the only one
+    examples = first_of(top[0][0], 1) + first_of(top[1][0], 1) if len(top) > 1 else first_of(top[0][0], EXAMPLES)
+    worst = sorted(per_file.items(), key=lambda kv: (-kv[1][1], kv[0]))[:TOP_REASONS]
+    lines = [f"ingest rejected: {quarantined} of {read} rows read were quarantined ({100 * quarantined / read:.1f}%; "
+             f"a batch with more than {100 * share:.0f}% of its rows quarantined is rejected), "
+             f"{read - quarantined} passed. No event of this batch was ingested.",
+             "Top reasons:", *(f"  {count:>9}  {kind}" for kind, count in top),
+             "Example lines:", *(f"  {r['source_file']}, line {r['line']}: {_clip(r['raw'])}" for r in examples),
+             "Files:", *(f"  {path}: {bad} of {rows} rows quarantined" for path, (rows, bad) in worst)]
+    if len(per_file) > len(worst):
+        lines.append(f"  ... and {len(per_file) - len(worst)} more file(s)")
+    lines.append(f"Every rejected row and its reason: {quarantine_path or 'the quarantine'} (batch {batch_id}). "
+                 "These files are read again at the next ingest: correct ingest.mapping (or ingest.preset) and "
+                 "run again, or move them out of ingest.input.")
+    return IngestRejected("\n".join(lines), rows_read=read, rows_quarantined=quarantined, reasons=tuple(top),
+                          files=tuple(sorted(per_file)), quarantine_path=quarantine_path)
+
+
+def _clip(raw: str | None) -> str:
+    if raw is None:
+        return "(no text: the file could not be read)"
+    return raw if len(raw) <= RAW_CHARS else raw[:RAW_CHARS] + f"... ({len(raw)} characters)"
+
+
+@dataclass(frozen=True)
+class _Manifest:
+    """The manifest file of one batch: its commit."""
+
+    files: list[RawFile]
+    batch_id: str
+    now: dt.datetime
+    mapping: str
+    seq: int
+
+    def write(self, lake: Lake, per_file: dict[str, tuple[int, int]], replaces: dict[str, set[tuple[str, str]]] | None = None,
+              obsolete: list[str] | None = None, quarantined: set[str] = frozenset(), rejected: set[str] = frozenset()) -> None:
+        paths = [str(f.path) for f in self.files]
+        replaces = replaces or {}
+        status = {p: REJECTED if p in rejected else QUARANTINED if p in quarantined else DONE for p in paths}
+        table = pa.table({
+            "path": paths, "size": [f.size for f in self.files], "sha256": [f.sha256 for f in self.files],
+            "rows": [per_file.get(p, (0, 0))[0] for p in paths], "batch_id": [self.batch_id] * len(paths),
+            "ingested_at": [self.now] * len(paths), "quarantined": [per_file.get(p, (0, 0))[1] for p in paths],
+            "mapping": [self.mapping] * len(paths), "status": [status[p] for p in paths],
+            "seq": [self.seq] * len(paths),
+            "replaces": [[{"batch_id": b, "path": s} for b, s in sorted(replaces.get(p, ()))] for p in paths],
+            "obsolete": [sorted(obsolete or ())] + [[] for _ in paths[1:]],
+        }, schema=MANIFEST_SCHEMA)
+        write_parquet_atomic(table, lake.manifest / f"{self.batch_id}.parquet")
+
+
+# --- batch files, replacement and recovery ----------------------------------------------------------
+
+BATCH = r"\d{8}T\d{6}-[0-9a-f]{8}"
+BATCH_FILE = re.compile(rf"^(?P<origin>{BATCH})(?:-part-\d{{5}}|-kept-(?P<maker>{BATCH})-\d{{5}})?\.parquet$")
+
+
+def _batch_files(lake: Lake) -> list[tuple[Path, re.Match]]:
+    """Event and quarantine files named after a batch, with the parts of their names."""
+    found = []
+    for folder in (lake.events, lake.quarantine):
+        for path in sorted(folder.glob("*/*.parquet")) if folder.exists() else []:
+            match = BATCH_FILE.match(path.name)
+            if match:
+                found.append((path, match))
+    return found
 
 
 def remove_unfinished_batches(lake: Lake) -> list[Path]:
-    """Delete event and quarantine files of batches the manifest does not list (an interrupted ingest)."""
-    finished = set(read_parquet_dir(lake.manifest).column("batch_id").to_pylist()) if _has_parquet(lake.manifest) else set()
-    orphans = []
-    for folder in (lake.events, lake.quarantine):
-        for path in folder.glob("*/*.parquet") if folder.exists() else []:
-            match = BATCH_FILE.match(path.name)
-            if match and match.group(1) not in finished:
-                orphans.append(path)
-    for path in orphans:
-        path.unlink()
+    """Finish what an interrupted ingest left: delete the event and quarantine files of batches the
+    manifest does not list (rolled back), and the files a listed batch made obsolete (rolled forward)."""
+    entries = read_manifest(lake)
+    finished = {e.batch_id for e in entries}
+    orphans = [path for path, match in _batch_files(lake) if (match["maker"] or match["origin"]) not in finished]
+    obsolete = [lake.root / rel for rel in sorted({o for e in entries for o in e.obsolete})]
+    obsolete = [p for p in obsolete if p.exists()]
+    _delete(orphans + obsolete)
     if orphans:
+        batches = sorted({(m["maker"] or m["origin"]) for m in map(lambda p: BATCH_FILE.match(p.name), orphans)})
         log.warning("ingest: removed %d file(s) of interrupted batch(es) %s; their raw files are ingested again",
-                    len(orphans), sorted({BATCH_FILE.match(p.name).group(1) for p in orphans}))
-    return orphans
+                    len(orphans), batches)
+    if obsolete:
+        log.warning("ingest: removed %d file(s) an earlier ingest replaced but had not deleted yet", len(obsolete))
+    return orphans + obsolete
+
+
+def _replace_reads(lake: Lake, reads: set[tuple[str, str]], batch_id: str) -> tuple[list[Path], dict[str, int]]:
+    """Take the rows of the earlier ``reads`` (batch, source file) out of the lake's files, as this batch.
+
+    A file holding such rows gets a copy without them, named as this batch's (``<origin>-kept-<batch>-N``),
+    and is returned as obsolete: the caller deletes it after the commit. Nothing is deleted here.
+    """
+    removed = {"events": 0, "quarantine": 0}
+    paths_of: dict[str, set[str]] = defaultdict(set)
+    for origin, source in reads:
+        paths_of[origin].add(source)
+    obsolete: list[Path] = []
+    for path, match in _batch_files(lake) if paths_of else []:
+        origin = match["origin"]
+        if origin not in paths_of:
+            continue
+        sources = pq.read_table(path, columns=["source_file"]).column("source_file")
+        drop = pc.is_in(sources, value_set=pa.array(sorted(paths_of[origin]), pa.string()))
+        dropped = pc.sum(drop).as_py() or 0
+        if not dropped:
+            continue
+        if dropped < len(sources):
+            kept = pq.read_table(path).filter(pc.invert(drop))
+            write_parquet_atomic(kept, path.with_name(f"{origin}-kept-{batch_id}-{len(obsolete):05d}.parquet"))
+        removed["events" if lake.events in path.parents else "quarantine"] += dropped
+        obsolete.append(path)
+    return obsolete, removed
+
+
+def _delete(paths: list[Path]) -> None:
+    """Delete batch files, then the partition folders left empty."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+    for folder in {p.parent for p in paths}:
+        if folder.exists() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _has_parquet(folder: Path) -> bool:
     return folder.exists() and any(folder.glob("*.parquet"))
 
 
-def _unique_new(found: list[RawFile], seen: set[str]) -> list[RawFile]:
-    """Files whose content was never ingested; a file copied under a second name counts once."""
+def _unique_new(found: list[RawFile], live: dict[str, list[ManifestEntry]], digest: str) -> list[RawFile]:
+    """Files whose bytes were never read, or not done under this mapping; a copy under a second name counts once."""
     new: dict[str, RawFile] = {}
     for raw in found:
-        if raw.sha256 not in seen and raw.sha256 not in new:
+        reads = live.get(raw.sha256)
+        if not (reads and _done(reads, digest)) and raw.sha256 not in new:
             new[raw.sha256] = raw
     return list(new.values())
 
@@ -177,10 +494,13 @@ def _parse(spark: SparkSession, files: list[RawFile], mapping: ColumnMapping) ->
 
 
 def _event_time(mapping: ColumnMapping) -> F.Column:
-    if mapping.time_format == "unix_s":
-        return F.expr("timestamp_seconds(try_cast(time_raw AS bigint))")
-    if mapping.time_format == "unix_ms":
-        return F.expr("timestamp_millis(try_cast(time_raw AS bigint))")
+    if mapping.time_format in ("unix_s", "unix_ms"):
+        # Read as an exact decimal, never a double (about 16 digits: 1396438212.9999999 would become the next
+        # second); digits below the microsecond are cut, so the second never moves. Text, NaN, inf and
+        # values past the timestamp range give null: "unparseable timestamp".
+        micros_per_unit = 1_000_000 if mapping.time_format == "unix_s" else 1_000
+        return F.expr(f"timestamp_micros(try_cast(floor(try_multiply(try_cast(time_raw AS decimal(38, 9)), "
+                      f"{micros_per_unit})) AS bigint))")
     if mapping.time_format == "date_plus_offset_ms":
         return F.expr("timestamp_millis(unix_millis(try_to_timestamp(time_raw)) + try_cast(time_offset AS bigint))")
     # ISO 8601 with Z or an offset, or "YYYY-MM-DD HH:MM:SS UTC" as REES46 writes it.
@@ -190,7 +510,7 @@ def _event_time(mapping: ColumnMapping) -> F.Column:
 
 def _event_type(mapping: ColumnMapping) -> F.Column:
     if mapping.event_type is None:
-        return F.lit("view")
+        return F.lit(mapping.fixed_event_type)
     pairs = [F.lit(x) for kv in sorted(mapping.event_type_values.items()) for x in kv]
     return F.create_map(*pairs)[F.col("event_type_raw")]
 
@@ -248,11 +568,6 @@ def _with_sessions(events: DataFrame, mapping: ColumnMapping, gap_minutes: int) 
     return sessions.select(*EVENT_COLUMNS).withColumn("event_date", F.to_date("event_time"))
 
 
-def _count(parsed: DataFrame, accepted: DataFrame, rejected: DataFrame, events: DataFrame) -> dict[str, int]:
-    read, n_accepted, n_rejected, n_events = parsed.count(), accepted.count(), rejected.count(), events.count()
-    return {"read": read, "accepted": n_events, "quarantined": n_rejected, "duplicate": n_accepted - n_events}
-
-
 def _write_events(events: DataFrame, lake: Lake, batch_id: str) -> tuple[str, ...]:
     """Append the batch to ``events/event_date=*/`` as files named after the batch."""
     staging = temporary_sibling(lake.events, "staging")
@@ -269,18 +584,19 @@ def _write_events(events: DataFrame, lake: Lake, batch_id: str) -> tuple[str, ..
     return tuple(dates)
 
 
-def _not_in_lake(spark: SparkSession, events: DataFrame, lake: Lake) -> DataFrame:
-    """Drop rows the lake already holds (same time, user, item and type), e.g. from a file that grew."""
+def _not_in_lake(spark: SparkSession, events: DataFrame, lake: Lake, replaced: set[Path] = frozenset()) -> DataFrame:
+    """Drop rows the lake already holds (same time, user, item and type), e.g. from a file that grew;
+    the ``replaced`` files (whose rows this batch takes out) do not count."""
     if not lake.events.exists() or not any(lake.events.glob("event_date=*/*.parquet")):
         return events
     dates = [str(r[0]) for r in events.select(F.to_date("event_time").alias("d")).distinct().collect()]
-    stored_days = [d for d in dates if any(lake.event_day(d).glob("*.parquet"))]
-    if not stored_days:
+    stored = [str(p) for d in dates for p in sorted(lake.event_day(d).glob("*.parquet"))
+              if not p.name.startswith((".", "_")) and p not in replaced]
+    if not stored:
         return events
     key = ["event_time", "user_id", "item_id", "event_type"]
-    stored = spark.read.option("basePath", str(lake.events)).parquet(
-        *[str(lake.event_day(d)) for d in stored_days]).select(*key).distinct()
-    return events.join(stored, on=key, how="left_anti")
+    rows = spark.read.option("basePath", str(lake.events)).parquet(*stored).select(*key).distinct()
+    return events.join(rows, on=key, how="left_anti")
 
 
 def _too_old(typed: DataFrame, lake: Lake, max_late_days: int) -> DataFrame:
@@ -303,19 +619,6 @@ def _write_quarantine(rejected: DataFrame, lake: Lake, now: dt.datetime, batch_i
     table = rows.toArrow()
     write_parquet_atomic(table, out / f"{batch_id}.parquet")
     return str(out)
-
-
-def _write_manifest(parsed: DataFrame, files: list[RawFile], lake: Lake, batch_id: str, now: dt.datetime) -> None:
-    rows_per_file = {r["source_file"]: r["count"] for r in parsed.groupBy("source_file").count().collect()}
-    table = pa.table({
-        "path": [str(f.path) for f in files],
-        "size": [f.size for f in files],
-        "sha256": [f.sha256 for f in files],
-        "rows": [int(rows_per_file.get(str(f.path), 0)) for f in files],
-        "batch_id": [batch_id] * len(files),
-        "ingested_at": pa.array([now] * len(files), pa.timestamp("us", tz="UTC")),
-    })
-    write_parquet_atomic(table, lake.manifest / f"{batch_id}.parquet")
 
 
 SIDE_SCHEMA = pa.schema([("item_id", pa.string()), ("category", pa.string()), ("brand", pa.string()), ("price", pa.float64())])

@@ -117,6 +117,11 @@ class Lake:
         return self.recommendations / "_LATEST"
 
     @property
+    def latest_json(self) -> Path:
+        """The pointer under a name Hadoop-based readers see (they skip names starting with ``_``)."""
+        return self.recommendations / "LATEST.json"
+
+    @property
     def run_lock(self) -> Path:
         return self.root / "_RUN_LOCK"
 

@@ -13,7 +13,12 @@ below holds for both.
 A publication follows the protocol's two phases of a write (PROTOCOL.md, "Overview"):
 
 1. the gate (``gate``): a champion worse than the run the table holds now, or with no metric at all,
-   commits nothing;
+   commits nothing. Each commit records its holdout size (``positives``..., ``users_evaluated``) and
+   each metric's standard error (``<metric>_se``) with its metrics; given a minimum holdout
+   (``evaluate.min_positives``, ``evaluate.min_users``), the gate refuses a run below it and compares
+   with the published run only when that run's holdout reached it too (a run published on a handful
+   of pairs, or before sizes were recorded, is replaced without comparison). Either way the result
+   says both figures with their 95% confidence intervals (``comparison``);
 2. the run's rows go to a new data file ``part-00000-<uuid>.parquet`` in the table folder. No commit
    names it, so no reader sees it: a snapshot is the files the log has added and not removed
    ("Action Reconciliation");
@@ -24,7 +29,10 @@ A publication follows the protocol's two phases of a write (PROTOCOL.md, "Overvi
    Entries"), so a reader sees the previous snapshot or the new one, never a part or a mix. A process
    killed before this step leaves the table as it was, plus an unreferenced data file that the next
    vacuum deletes;
-4. ``_LATEST`` is rewritten (atomically) for compatibility. It is informational: services read the
+4. the pointer is rewritten (atomically): ``LATEST.json``, one JSON object on one line, which Spark
+   (``spark.read.json``), Hive's JSON SerDe and any JSON reader read as one row; and ``_LATEST``, the
+   same content indented, for compatibility until 2027-06-01 (Hadoop's readers skip a name that starts
+   with ``_`` as hidden, so Spark reads nothing from it). Both are informational: services read the
    Delta table, and the gate and rollback read the log;
 5. retention vacuums the data files of the commits of older run dates (``_retain``).
 
@@ -54,7 +62,7 @@ from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from recsys.catalog import Catalog
 from recsys.interactions import Interactions
-from recsys.lake import Lake, write_json_atomic
+from recsys.lake import Lake, write_json_atomic, write_text_atomic
 from recsys.models.base import ITEM_TO_ITEM, USER_TO_ITEM, ItemModel, UserModel
 
 log = logging.getLogger(__name__)
@@ -74,6 +82,17 @@ BLOCK_ITEMS = 4096
 # commits after the newest checkpoint, which keeps every reader's load fast (a night is 1 to 3 commits).
 TABLE_CONFIGURATION = {"delta.checkpointInterval": "10"}
 RUN_KEYS = ("run_id", "run_date", "model", "metric", "metrics", "rows", "files")  # what each commit records
+LEGACY_LATEST_UNTIL = "2027-06-01"  # ``_LATEST`` is written beside it until then
+
+# Why a table got no commit (PublishResult.cause): the gate refused the champion; the holdout was below the
+# minimum (or no model could be scored on it); the run lists no model that serves the table.
+REFUSED_BY_GATE, HOLDOUT_TOO_SMALL, NOT_SERVED = "gate", "holdout_too_small", "not_served"
+
+ITEM_METRICS = ("auc", "auc_seen", "auc_cold", "hit_rate")
+# the held-out pairs an item-to-item metric is computed on; every user-to-item metric is a mean over users
+_ITEM_HOLDOUT = {"auc": "positives", "auc_seen": "positives_seen", "auc_cold": "positives_cold", "hit_rate": "positives"}
+USERS_EVALUATED = "users_evaluated"
+Z95 = 1.959964  # a 95% normal confidence interval is the figure +- Z95 standard errors
 
 
 @dataclass(frozen=True)
@@ -88,27 +107,113 @@ class PublishResult:
     reason: str = ""
     removed_versions: tuple[str, ...] = ()  # run dates whose data files retention removed
     version: int | None = None  # the Delta version committed; None when refused
+    cause: str = ""  # why nothing was committed: REFUSED_BY_GATE, HOLDOUT_TOO_SMALL or NOT_SERVED; "" when published
+    comparison: str = ""  # the champion's figure and the published run's, each with its 95% confidence interval
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    refused: str  # why the run must not be published, "" when it may
+    comparison: str  # what was compared (figures with confidence intervals), or why nothing was
+    cause: str = ""  # REFUSED_BY_GATE or HOLDOUT_TOO_SMALL when refused
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a whole run published: ``state`` is ``Completed`` (every table the run serves got its commit),
+    ``PartlyPublished`` or ``NotPublished``; ``data_short`` when a table got none because its holdout was
+    too small (a data problem an operator has to act on, unlike a refusal by the gate)."""
+
+    state: str
+    message: str
+    data_short: bool
+
+
+def holdout_size_key(metric: str) -> str:
+    """The metrics' key of the holdout size behind ``metric``: held-out pairs of its split, or users evaluated."""
+    return _ITEM_HOLDOUT.get(metric, USERS_EVALUATED)
+
+
+def item_headline(row: dict) -> dict[str, float | None]:
+    """What an item-to-item commit records from its champion's metrics row: the metrics, their standard
+    errors and the holdout's sizes."""
+    keys = (*ITEM_METRICS, *(f"{m}_se" for m in ITEM_METRICS), "positives", "positives_seen", "positives_cold")
+    return {k: _finite(row.get(k)) for k in keys}
+
+
+def user_headline(row: dict) -> dict[str, float | None]:
+    """What a user-to-item commit records: every metric @K and its standard error, users served and evaluated."""
+    return {k: _finite(v) for k, v in row.items() if "@" in k or k in ("users_served", USERS_EVALUATED)}
+
+
+def latest_file(lake: Lake) -> Path:
+    """``LATEST.json``, beside the tables (``Lake.latest_pointer`` is the legacy ``_LATEST``)."""
+    return lake.latest_json
 
 
 def read_pointer(lake: Lake) -> dict | None:
-    return json.loads(lake.latest_pointer.read_text()) if lake.latest_pointer.exists() else None
+    """The pointer: ``LATEST.json``, or a lake's older ``_LATEST`` when it has no ``LATEST.json`` yet."""
+    for path in (latest_file(lake), lake.latest_pointer):
+        if path.exists():
+            return json.loads(path.read_text())
+    return None
 
 
-def gate(previous: dict | None, headline: dict[str, float | None], metric: str, tolerance: float) -> str:
-    """Why the new run must not be published, or "" when it may be.
+def gate(previous: dict | None, headline: dict[str, float | None], metric: str, tolerance: float,
+         min_size: int = 0) -> GateDecision:
+    """Whether the new run may be published, and what was compared.
 
     ``previous`` is the run the table holds now (``current_run``: its ``run_date`` and ``metrics``).
-    It may not when its ``metric`` is lower than that run's by more than ``tolerance`` (absolute), or
-    when the metric could not be computed at all.
+    It may not when its ``metric`` could not be computed, when its holdout is below ``min_size`` (> 0),
+    or when ``metric`` is lower than the published run's by more than ``tolerance`` (absolute). With
+    ``min_size`` > 0 the two are compared only if the published run's recorded holdout reached
+    ``min_size``; a published run with a smaller or no recorded holdout is replaced without comparison.
     """
+    key = holdout_size_key(metric)
     new = _finite(headline.get(metric))
     if new is None:
-        return f"{metric} could not be computed for this run"
-    old = _finite(((previous or {}).get("metrics") or {}).get(metric))
-    if old is not None and new < old - tolerance:
-        return (f"{metric} {new:.4f} is worse than the published {previous['run_date']} run's {old:.4f} "
-                f"by more than the tolerance {tolerance}")
-    return ""
+        return GateDecision(f"{metric} could not be computed for this run", "", REFUSED_BY_GATE)
+    mine = _figure(metric, headline)
+    new_size = _finite(headline.get(key))
+    if min_size and (new_size is None or new_size < min_size):
+        return GateDecision(f"holdout too small: {mine} is below the minimum of {min_size}", mine, HOLDOUT_TOO_SMALL)
+    held = (previous or {}).get("metrics") or {}
+    old = _finite(held.get(metric))
+    if previous is None:
+        return GateDecision("", f"{mine}; the table's first publication")
+    if old is None:
+        return GateDecision("", f"{mine}; the published {previous['run_date']} run recorded no {metric} to compare with")
+    theirs = f"the published {previous['run_date']} run's {_figure(metric, held)}"
+    old_size = _finite(held.get(key))
+    if min_size and (old_size is None or old_size < min_size):
+        why = "recorded no holdout size" if old_size is None else f"is below the minimum of {min_size}"
+        return GateDecision("", f"{mine}; not compared with {theirs}, whose holdout {why}")
+    if new < old - tolerance:
+        return GateDecision(f"{mine} is worse than {theirs} by more than the tolerance {tolerance}",
+                            f"{mine} vs {theirs}", REFUSED_BY_GATE)
+    return GateDecision("", f"{mine} vs {theirs}: within the tolerance {tolerance}")
+
+
+def _figure(metric: str, metrics: dict) -> str:
+    """``auc 0.9143 (95% CI 0.9080..0.9206, 7155 positives)``: a figure, its interval and its holdout size."""
+    value, se, size = (_finite(metrics.get(k)) for k in (metric, f"{metric}_se", holdout_size_key(metric)))
+    text = f"{metric} {value:.4f}" if value is not None else f"{metric} n/a"
+    parts = []
+    if value is not None and se is not None:
+        parts.append(f"95% CI {value - Z95 * se:.4f}..{value + Z95 * se:.4f}")
+    parts.append(f"{int(size)} {holdout_size_key(metric).replace('_', ' ')}" if size is not None else "holdout size unknown")
+    return f"{text} ({', '.join(parts)})"
+
+
+def run_outcome(results: list[PublishResult | None]) -> RunOutcome:
+    """The run's outcome from its tables' publications (a table the run does not serve does not count)."""
+    served = [r for r in results if r is not None and r.cause != NOT_SERVED]
+    missed = [r for r in served if not r.published]
+    if not missed:
+        return RunOutcome("Completed", "published " + ", ".join(r.table for r in served), False)
+    state = "NotPublished" if len(missed) == len(served) else "PartlyPublished"
+    message = "; ".join(f"nothing published to {r.table}: {r.reason}" for r in missed)
+    return RunOutcome(state, message, any(r.cause == HOLDOUT_TOO_SMALL for r in missed))
 
 
 def item_to_item_table(model: ItemModel, catalog: Catalog, n: int, run_id: str) -> pa.Table:
@@ -165,30 +270,34 @@ def user_to_item_table(model: UserModel, history: Interactions | None, n: int, r
 
 def publish_item_to_item(lake: Lake, recs: pa.Table, run_date: str, run_id: str, model: str,
                          headline: dict[str, float | None], metric: str = "auc", tolerance: float = 1.0,
-                         retention: int = 0) -> PublishResult:
+                         retention: int = 0, min_size: int = 0) -> PublishResult:
     """``publish_table`` for the item-to-item table."""
-    return publish_table(lake, ITEM_TO_ITEM, recs, run_date, run_id, model, headline, metric, tolerance, retention)
+    return publish_table(lake, ITEM_TO_ITEM, recs, run_date, run_id, model, headline, metric, tolerance, retention,
+                         min_size)
 
 
-def refused(lake: Lake, table: str, model: str, rows: int, reason: str) -> PublishResult:
-    """The result of a publication that commits nothing (gate, or no model to publish)."""
+def refused(lake: Lake, table: str, model: str, rows: int, reason: str, cause: str = REFUSED_BY_GATE,
+            comparison: str = "") -> PublishResult:
+    """The result of a publication that commits nothing (gate, holdout too small, or no model to publish)."""
     log.warning("publish: nothing published to %s: %s", table, reason)
-    return PublishResult(table, str(lake.published(table)), rows, 0, model, str(lake.latest_pointer),
-                         published=False, reason=reason)
+    return PublishResult(table, str(lake.published(table)), rows, 0, model, str(latest_file(lake)),
+                         published=False, reason=reason, cause=cause, comparison=comparison)
 
 
 def publish_table(lake: Lake, table: str, recs: pa.Table, run_date: str, run_id: str, model: str,
                   headline: dict[str, float | None], metric: str, tolerance: float = 1.0,
-                  retention: int = 0) -> PublishResult:
+                  retention: int = 0, min_size: int = 0) -> PublishResult:
     """Commit ``recs`` as ``table``'s new snapshot (one Delta commit), unless the gate says no.
 
+    ``headline`` is what the commit records (``item_headline``, ``user_headline``); ``min_size`` is the
+    minimum holdout the gate asks of this run and of the run it compares with (0: none).
     ``retention`` > 0 then keeps the data files of the newest ``retention`` run dates only.
     """
     path = lake.published(table)
     items = pc.count_distinct(recs.column(ANCHOR[table])).as_py()
-    reason = gate(current_run(lake, table), headline, metric, tolerance)
-    if reason:
-        return refused(lake, table, model, recs.num_rows, reason)
+    decision = gate(current_run(lake, table), headline, metric, tolerance, min_size)
+    if decision.refused:
+        return refused(lake, table, model, recs.num_rows, decision.refused, decision.cause, decision.comparison)
     name = f"part-00000-{uuid.uuid4()}.parquet"
     run = {"run_id": run_id, "run_date": run_date, "model": model, "metric": metric,
            "metrics": {k: _finite(v) for k, v in headline.items()}, "rows": recs.num_rows, "files": [name]}
@@ -198,19 +307,25 @@ def publish_table(lake: Lake, table: str, recs: pa.Table, run_date: str, run_id:
     add = AddAction(name, stat.st_size, {}, stat.st_mtime_ns // 1_000_000, True,
                     json.dumps({"numRecords": recs.num_rows}))
     version = _commit(path, add, run, SCHEMAS[table])
-    write_json_atomic(_pointer(lake, table, run, version), lake.latest_pointer)
+    _write_pointer(lake, _pointer(lake, table, run, version))
     removed = _retain(path, retention) if retention else ()
-    log.info("publish: %s -> %d rows for %d %ss from %s, Delta version %d of %s", table, recs.num_rows, items,
-             ANCHOR[table].removesuffix("_id"), model, version, path)
-    return PublishResult(table, str(path), recs.num_rows, items, model, str(lake.latest_pointer),
-                         removed_versions=removed, version=version)
+    log.info("publish: %s -> %d rows for %d %ss from %s, Delta version %d of %s; %s", table, recs.num_rows, items,
+             ANCHOR[table].removesuffix("_id"), model, version, path, decision.comparison)
+    return PublishResult(table, str(path), recs.num_rows, items, model, str(latest_file(lake)),
+                         removed_versions=removed, version=version, comparison=decision.comparison)
+
+
+def _write_pointer(lake: Lake, pointer: dict) -> None:
+    """``LATEST.json`` (one line), then the legacy ``_LATEST`` (indented), each replaced atomically."""
+    write_text_atomic(json.dumps(pointer, sort_keys=True, default=str) + "\n", latest_file(lake))
+    write_json_atomic(pointer, lake.latest_pointer)
 
 
 def _commit(path: Path, add: AddAction, run: dict, schema: pa.Schema = ITEM_TO_ITEM_SCHEMA) -> int:
     """Make the data file ``add`` the table's whole snapshot in one commit; return its version.
 
     When this is called the data file is complete in the table folder, and nothing else has changed:
-    the log and ``_LATEST`` are as the previous publication left them.
+    the log and the pointer are as the previous publication left them.
     """
     properties = CommitProperties(custom_metadata=_commit_info(run))
     if not DeltaTable.is_deltatable(str(path)):
@@ -224,7 +339,7 @@ def _commit(path: Path, add: AddAction, run: dict, schema: pa.Schema = ITEM_TO_I
 
 
 def rollback(lake: Lake, run_date: str, table: str = ITEM_TO_ITEM) -> dict:
-    """Restore the table to the newest readable commit of ``run_date`` and rewrite ``_LATEST``."""
+    """Restore the table to the newest readable commit of ``run_date`` and rewrite the pointer (``LATEST.json``, ``_LATEST``)."""
     path = lake.published(table)
     delta = _open(path)
     runs = _runs(delta)
@@ -239,7 +354,7 @@ def rollback(lake: Lake, run_date: str, table: str = ITEM_TO_ITEM) -> dict:
         delta.update_incremental()
         version = delta.version()
     pointer = _pointer(lake, table, target, version)
-    write_json_atomic(pointer, lake.latest_pointer)
+    _write_pointer(lake, pointer)
     log.info("rollback: %s restored to %s (run %s), Delta version %d", table, run_date, target["run_id"], version)
     return pointer
 
@@ -329,7 +444,7 @@ def _commit_info(run: dict) -> dict[str, str]:
 
 
 def _pointer(lake: Lake, table: str, run: dict, version: int) -> dict:
-    """``_LATEST`` after ``table`` got ``run``: the other tables' entries are kept as they were."""
+    """The pointer after ``table`` got ``run``: the other tables' entries are kept as they were."""
     tables = dict((read_pointer(lake) or {}).get("tables") or {})
     tables[table] = {"path": table, "model": run["model"], "rows": run["rows"], "metrics": run["metrics"],
                      "delta_version": version, "run_date": run["run_date"], "run_id": run["run_id"]}

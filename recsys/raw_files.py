@@ -4,7 +4,8 @@ This is the part of ingest that runs inside Spark tasks, one file per task (``pa
 ``mapInArrow`` function). It only splits lines into fields and flags what cannot be split: bad
 encoding, a wrong field count, a missing column, a truncated gzip. Typing and value checks happen
 afterwards in Spark SQL (``recsys.ingest``). Every line read comes out exactly once, either with
-fields or with a reason, so the ingest accounting can balance.
+fields or with a reason, so the ingest accounting can balance; a ``sequence`` line
+(``user item item ...``) comes out once per item, so there a row is one (user, item) position.
 """
 
 from __future__ import annotations
@@ -34,8 +35,19 @@ PARSED_DDL = ", ".join(f"{f.name} {'bigint' if f.type == pa.int64() else 'string
 BATCH_ROWS = 50_000
 GZIP_MAGIC = b"\x1f\x8b"
 
+# The synthetic clock of format "sequence" (see ColumnMapping.format): a user's items but the last one
+# second apart from 2000-01-01 00:00:00 UTC (one session, one training day), the last item alone at
+# 2000-01-02 23:59:59 UTC (the test day), so the daily temporal split is leave-last-out.
+SEQUENCE_HISTORY_START = 946_684_800  # 2000-01-01T00:00:00Z, unix seconds
+SEQUENCE_LAST_ITEM = 946_857_599  # 2000-01-02T23:59:59Z
+SEQUENCE_MAX_ITEMS = 86_400 + 1  # a day of one-second steps, then the last item
+
 
 def detect_format(path: Path, default: str) -> str:
+    """The parser a file gets: by its suffix, else the mapping's format; a sequence mapping reads every file
+    as sequences (their .txt would otherwise read as CSV)."""
+    if default == "sequence":
+        return "sequence"
     name = path.name.lower().removesuffix(".gz")
     if name.endswith((".jsonl", ".json", ".ndjson")):
         return "jsonl"
@@ -61,10 +73,48 @@ def source_columns(mapping: ColumnMapping) -> dict[str, str | None]:
     }
 
 
+REQUIRED_FIELDS = ("user_id", "item_id", "event_time", "time_offset_column", "event_type", "session_id")
+
+
 def required_columns(mapping: ColumnMapping) -> list[str]:
-    cols = [mapping.user_id, mapping.item_id, mapping.event_time, mapping.time_offset_column,
-            mapping.event_type, mapping.session_id]
-    return [c for c in cols if c]
+    """The raw columns a file must have, each once, in the order of the mapping's fields."""
+    return list(_required_by(mapping))
+
+
+def _required_by(mapping: ColumnMapping) -> dict[str, list[str]]:
+    """Required raw column -> the mapping fields that name it (one column may serve two, e.g. a session
+    id standing in for the user)."""
+    needed: dict[str, list[str]] = {}
+    for field in REQUIRED_FIELDS:
+        column = getattr(mapping, field)
+        if column:
+            needed.setdefault(column, []).append(field)
+    return needed
+
+
+def _normalized(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+def missing_columns_reason(mapping: ColumnMapping, present: list[str], show_header: bool = False) -> str | None:
+    """Why a file with these columns cannot be read by the mapping, or None when it has them all.
+
+    Each missing raw column is named once, with the mapping fields that read it where that is not
+    plain (a renamed field, or one column for two fields), and with the file's column that differs
+    only in case or underscores (``sessionId`` for ``session_id``).
+    """
+    missing = {column: fields for column, fields in _required_by(mapping).items() if column not in present}
+    if not missing:
+        return None
+    notes = []
+    for column, fields in missing.items():
+        note = repr(column) if fields == [column] else f"{column!r} for {' and '.join(fields)}"
+        near = [name for name in present if _normalized(name) == _normalized(column)]
+        notes.append(note + (f" (the file has {near[0]!r})" if near else ""))
+    reason = f"file lacks required column(s) {list(missing)}"
+    if notes != [repr(column) for column in missing]:
+        reason += ": " + "; ".join(notes)
+    return reason + (f" (header has {present})" if show_header else "")
 
 
 @dataclass
@@ -134,19 +184,26 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
         yield line_no + 1, None, f"file unreadable after line {line_no}: {type(exc).__name__}: {exc}"
 
 
+def _split_fields(text: str, delimiter: str, strict: bool = True) -> list[str]:
+    """One CSV line's fields. A one-character delimiter follows CSV quoting; a longer one (MovieLens
+    ``::``) is split on literally, as the files that use one have no quoting. Raises ``csv.Error``."""
+    if len(delimiter) > 1:
+        return text.split(delimiter)
+    return next(csv.reader([text], delimiter=delimiter, strict=strict))
+
+
 def _parse_csv(path: Path, mapping: ColumnMapping, batch: _Batch) -> Iterator[pa.RecordBatch]:
     markers = frozenset(mapping.null_markers)
     header: list[str] | None = None if mapping.header else list(mapping.columns)
     file_reason: str | None = None
     for line_no, text, reason in _decoded_lines(path):
         if header is None:  # the first line is the header, readable or not
-            header = [name.strip() for name in next(csv.reader([text], delimiter=mapping.delimiter))] if (
+            header = [name.strip() for name in _split_fields(text, mapping.delimiter, strict=False)] if (
                 reason is None and text is not None) else []
-            missing = [c for c in required_columns(mapping) if c not in header]
             if reason is not None or text is None:
                 file_reason = f"the header line is unreadable ({reason}): no column can be named"
-            elif missing:
-                file_reason = f"file lacks required column(s) {missing} (header has {header})"
+            else:
+                file_reason = missing_columns_reason(mapping, header, show_header=True)
             continue
         if text is not None and reason is None and not text.strip():
             batch.add(line_no, text, None, "empty line")
@@ -163,7 +220,7 @@ def _parse_csv(path: Path, mapping: ColumnMapping, batch: _Batch) -> Iterator[pa
 def _add_csv_row(batch: _Batch, line_no: int, text: str, header: list[str], mapping: ColumnMapping,
                  markers: frozenset[str]) -> None:
     try:
-        values = next(csv.reader([text], delimiter=mapping.delimiter, strict=True))
+        values = _split_fields(text, mapping.delimiter)
     except csv.Error as exc:
         batch.add(line_no, text, None, f"malformed CSV: {exc}")
         return
@@ -205,24 +262,87 @@ def _parse_parquet(path: Path, mapping: ColumnMapping, batch: _Batch) -> Iterato
     except (pa.ArrowInvalid, OSError) as exc:
         batch.add(1, None, None, f"unreadable Parquet file: {exc}")
         return
-    missing = [c for c in required_columns(mapping) if c not in parquet.schema_arrow.names]
+    missing = missing_columns_reason(mapping, parquet.schema_arrow.names)
     row_no = 0
     for record_batch in parquet.iter_batches(batch_size=BATCH_ROWS):
         for record in record_batch.to_pylist():
             row_no += 1
             raw = json.dumps(record, default=str)
             if missing:
-                batch.add(row_no, raw, None, f"file lacks required column(s) {missing}")
+                batch.add(row_no, raw, None, missing)
             else:
                 batch.add(row_no, raw, _pick_fields(record, mapping, markers), None)
         if len(batch) >= BATCH_ROWS:
             yield batch.flush()
 
 
+def _split_sequence(text: str, delimiter: str) -> list[str]:
+    """Tokens of a sequence line: a space or tab delimiter splits on any run of whitespace."""
+    return text.split() if delimiter.isspace() else [t.strip() for t in text.split(delimiter)]
+
+
+def _parse_sequence(path: Path, mapping: ColumnMapping, batch: _Batch) -> Iterator[pa.RecordBatch]:
+    """``user item item ...`` lines as one row per item, with the synthetic time of its position.
+
+    A user's sequence may go on over consecutive lines (SASRec's ``user item`` per line): it ends
+    where the next line names another user, and only then are its times known (the last item is the
+    held-out one). A user whose items resume after another user's are rejected, as their order
+    against the earlier run is unknown.
+    """
+    markers = frozenset(mapping.null_markers)
+    run: list[tuple[int, str]] = []  # (line, item token) of the current user's consecutive lines
+    run_user: str | None = None
+    started: dict[str, int] = {}  # user -> the line their sequence began on
+    for line_no, text, reason in _decoded_lines(path):
+        if mapping.header and line_no == 1 and reason is None:
+            continue
+        if reason is not None or text is None:
+            batch.add(line_no, text, None, reason)
+            continue
+        tokens = _split_sequence(text, mapping.delimiter)
+        if not tokens:
+            batch.add(line_no, text, None, "empty line")
+            continue
+        user = _null(tokens[0], markers)
+        if user is None:
+            batch.add(line_no, text, None, "null user id (the first token of a sequence line)")
+        elif len(tokens) == 1:
+            batch.add(line_no, text, None, "sequence line has a user but no items")
+        elif user == run_user:
+            run.extend((line_no, item) for item in tokens[1:])
+        elif user in started:
+            for item in tokens[1:]:
+                batch.add(line_no, f"{user} {item}", None, f"user {user!r} resumes the sequence begun on line "
+                          f"{started[user]} after another user's lines: their order is unknown")
+        else:
+            _add_sequence(batch, run_user, run, markers)
+            run_user, run = user, [(line_no, item) for item in tokens[1:]]
+            started[user] = line_no
+        if len(batch) >= BATCH_ROWS:
+            yield batch.flush()
+    _add_sequence(batch, run_user, run, markers)
+
+
+def _add_sequence(batch: _Batch, user: str | None, run: list[tuple[int, str]], markers: frozenset[str]) -> None:
+    """One user's items, each at its synthetic time: history one second apart, the last item apart."""
+    n = len(run)
+    for position, (line_no, item) in enumerate(run, start=1):
+        raw = f"{user} {item} (item {position} of {n})"
+        if n > SEQUENCE_MAX_ITEMS:
+            batch.add(line_no, raw, None, f"sequence of {n} items is longer than {SEQUENCE_MAX_ITEMS}, the most "
+                                          "the synthetic clock holds (one day of one-second steps, then the last item)")
+            continue
+        seconds = SEQUENCE_LAST_ITEM if position == n else SEQUENCE_HISTORY_START + position - 1
+        fields = {name: None for name in FIELDS} | {"user_id": user, "item_id": _null(item, markers),
+                                                     "time_raw": str(seconds)}
+        batch.add(line_no, raw, fields, None)
+
+
 def parse_file(path: Path, file_format: str, mapping: ColumnMapping) -> Iterator[pa.RecordBatch]:
     """Every line (or Parquet row) of one file as parsed string fields or a reject reason."""
     batch = _Batch(source_file=str(path))
-    parser = {"csv": _parse_csv, "jsonl": _parse_jsonl, "parquet": _parse_parquet}[file_format]
+    parser = {"csv": _parse_csv, "jsonl": _parse_jsonl, "parquet": _parse_parquet,
+              "sequence": _parse_sequence}[file_format]
     yield from parser(path, mapping, batch)
     if len(batch):
         yield batch.flush()

@@ -203,7 +203,7 @@ def _item_lines(metrics: pa.Table, context: dict, champion: str, metric: str, cu
         f"({metrics.column('positives_seen')[0].as_py()} with both items seen in training, "
         f"{metrics.column('positives_cold')[0].as_py()} cold: an item known only by its side information) "
         "and as many sampled non-pairs",
-        f"- champion by `{metric}`: **{champion}**",
+        f"- champion by `{metric}`: **{champion or 'none'}**",
         "",
         "## Item-to-item metrics",
         "",

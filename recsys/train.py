@@ -47,6 +47,7 @@ class TrainedModel:
     seconds: float
     serves: tuple[str, ...] = ()
     curve: tuple[dict, ...] = ()  # validation AUC and loss per epoch (PyTorch models)
+    warnings: tuple[str, ...] = ()  # what the model found lacking in its inputs (meta["warnings"]), for the report
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,9 @@ def train_models(models: tuple[str, ...], params_for: Callable[[str], Any], inpu
         seconds = time.perf_counter() - started
         folder = save_model(model, folder_of(name))
         log.info("train: %s fitted in %.1f s (%d thread(s)) -> %s", name, seconds, inputs.threads, folder)
+        meta = getattr(model, "meta", {})
         trained.append(TrainedModel(name, str(folder), round(seconds, 3), tuple(sorted(model.serves)),
-                                    tuple(getattr(model, "meta", {}).get("curve") or ())))
+                                    tuple(meta.get("curve") or ()), tuple(meta.get("warnings") or ())))
         if progress is not None:
             progress(name, 1, 1)
     return TrainResult(tuple(trained))

@@ -1,8 +1,9 @@
 """The run plan: the run's id, window, folder and validation split, decided once per run from the config and the lake.
 
 The run id is the run date and a digest of the settings that change what a run computes: where the
-data and the lake live and how Spark runs stay out of it, so the same data and settings give the
-same run id (and table contents) in any checkout or cluster.
+data and the lake live, what the dataset is called (by default the input's name) and how Spark runs
+stay out of it, so the same data and settings give the same run id (and table contents) in any
+checkout or cluster.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,10 @@ from recsys.graph import ValidationSplit
 from recsys.lake import Lake, RunPaths
 from recsys.timewindow import TimeWindow, resolve_window
 
-_NOT_IN_RUN_ID = {"lake": True, "spark": True, "cache": True, "ingest": {"input": True, "items_input": True}}
+log = logging.getLogger("recsys.plan")  # a library logger, so the line reaches the run's Prefect logs
+
+_NOT_IN_RUN_ID = {"lake": True, "dataset": True, "spark": True, "cache": True,
+                  "ingest": {"input": True, "items_input": True}}
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class RunPlan:
     seed: int
     cache: bool = True
     validation: ValidationSplit | None = None  # sessions held out of training for learning curves
+    run_date_note: str = ""  # why the newest event day is not the run date (window.run_date_rule), or ""
 
     @property
     def window(self) -> TimeWindow:
@@ -55,9 +61,18 @@ def config_digest(config: PipelineConfig) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
+MIN_TRAIN_DAYS_PER_VALIDATION_DAY = 2  # validation sessions come from at most half of the training days
+
+
 def validation_split(config: PipelineConfig, window: TimeWindow) -> ValidationSplit | None:
     """The sessions held out of training for learning curves: None unless a listed model records them."""
     if not config.curves_wanted():
+        return None
+    days = (window.train_until - window.train_from).days + 1
+    if days < MIN_TRAIN_DAYS_PER_VALIDATION_DAY * config.evaluate.validation_days:
+        log.warning("validation: the training window has %d day(s), under %d x evaluate.validation_days (%d): no "
+                    "sessions held out, so the learning curves and early stopping of the item models are off", days,
+                    MIN_TRAIN_DAYS_PER_VALIDATION_DAY, config.evaluate.validation_days)
         return None
     first = max(window.train_from, window.train_until - dt.timedelta(days=config.evaluate.validation_days - 1))
     return ValidationSplit(first, window.train_until, config.evaluate.validation_share, config.seed)
@@ -70,4 +85,4 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     run_id = f"{window.run_date:%Y%m%d}-{config_digest(config)}"
     return RunPlan(run_id, str(window.run_date), str(window.train_from), str(window.train_until), str(window.test_from),
                    str(lake.run(run_id).root), str(config.lake), config.dataset, config.seed, config.cache,
-                   validation_split(config, window))
+                   validation_split(config, window), window.note)

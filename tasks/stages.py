@@ -27,12 +27,12 @@ from recsys.evaluate import EvaluateResult, evaluate_models
 from recsys.evaluate_users import evaluate_user_models
 from recsys.graph import GraphResult, build_graph
 from recsys.holdout import HoldoutResult, ValidationResult, build_holdout, build_validation, load_holdout, user_test_items
-from recsys.ingest import IngestResult, ingest
+from recsys.ingest import IngestRejected, IngestResult, ingest, reingest  # IngestRejected: for flows and the CLI
 from recsys.lake import Lake
 from recsys.models import serving
 from recsys.models.base import ITEM_TO_ITEM, USER_TO_ITEM
-from recsys.publish import PublishResult, item_to_item_table, publish_item_to_item, publish_table, refused, \
-    user_to_item_table
+from recsys.publish import HOLDOUT_TOO_SMALL, NOT_SERVED, PublishResult, item_headline, item_to_item_table, \
+    publish_item_to_item, publish_table, refused, user_headline, user_to_item_table
 from recsys.report import write_report
 from recsys.spark import spark_session
 from recsys.train import TrainResult, load_model, load_training_inputs, resolve_device, train_models, training_threads
@@ -70,8 +70,13 @@ def _log_result(stage: str, result: object) -> None:
 
 # No retries: ingest is safe to re-run (unfinished batches are removed first), but not to repeat blindly.
 @task(name="ingest", cache_policy=NO_CACHE)
-def ingest_task(settings: IngestConfig, lake: Path, spark: SparkConfig) -> IngestResult:
-    result = ingest(spark_session(spark), settings, Lake(lake))
+def ingest_task(settings: IngestConfig, lake: Path, spark: SparkConfig, reingest_path: Path | None = None) -> IngestResult:
+    """The raw files not yet ingested under the current mapping; with ``reingest_path``, that one file read
+    again, replacing its earlier rows. A batch that is all or mostly quarantined raises ``IngestRejected``
+    (its message says why, and the library logs it): the task fails, so no later stage runs."""
+    session = spark_session(spark)
+    result = (reingest(session, settings, Lake(lake), reingest_path) if reingest_path is not None
+              else ingest(session, settings, Lake(lake)))
     _log_result("ingest", result)
     if not result.balanced:
         raise RuntimeError(f"ingest accounting does not balance: {result}")
@@ -190,15 +195,16 @@ def evaluate_task(settings: EvaluateConfig, pair_rule: GraphConfig, champion_met
         _log_result("holdout", built)
         holdout = load_holdout(plan.paths.holdout)
     result = evaluate_models(trained, inputs, holdout, settings.k, champion_metric, plan.context(), plan.paths.metrics,
-                             plan.paths.plots)
+                             plan.paths.plots, settings.min_positives)
     get_run_logger().info("evaluate: item-to-item champion %s; metrics %s", result.champion or "none",
                           result.metrics_path or "none")
     if serve_users:
         test_pairs = user_test_items(session, Lake(Path(plan.lake)), plan.window)
         users_eval = evaluate_user_models(trained, inputs, test_pairs, settings.ks, user_metric, settings.repeat_items,
-                                          plan.context(), plan.paths.user_metrics)
+                                          plan.context(), plan.paths.user_metrics, settings.min_users)
         result = dataclasses.replace(result, user_metrics_path=users_eval.metrics_path, user_champion=users_eval.champion,
-                                     user_metric=user_metric, user_rows=users_eval.rows, user_holdout=users_eval.holdout)
+                                     user_metric=user_metric, user_rows=users_eval.rows, user_holdout=users_eval.holdout,
+                                     user_holdout_too_small=users_eval.too_small, min_users=settings.min_users)
         get_run_logger().info("evaluate: user-to-item champion %s; metrics %s", users_eval.champion or "none",
                               users_eval.metrics_path)
     return result
@@ -213,22 +219,24 @@ def _publish_reads(inputs: dict) -> tuple[dict, list[Path]]:
     evaluation: EvaluateResult = inputs["evaluation"]
     settings = {"publish": inputs["settings"], "run_id": inputs["plan"].run_id, "run_date": inputs["plan"].run_date,
                 "lake": inputs["plan"].lake, "champion": evaluation.champion, "rows": evaluation.rows}
-    return settings, [Path(inputs["trained"].model(evaluation.champion).path), Path(inputs["graph"].path)]
+    champion = [Path(inputs["trained"].model(evaluation.champion).path)] if evaluation.champion else []
+    return settings, champion + [Path(inputs["graph"].path)]
 
 
 @task(name="publish", retries=2, retry_delay_seconds=5, **_cached("publish", _publish_reads))
 def publish_task(settings: PublishConfig, evaluation: EvaluateResult, trained: TrainResult, graph: GraphResult,
                  plan: RunPlan) -> PublishResult:
     champion = evaluation.champion
+    if not champion and evaluation.holdout_too_small:
+        return refused(Lake(Path(plan.lake)), ITEM_TO_ITEM, "", 0, evaluation.holdout_too_small, HOLDOUT_TOO_SMALL)
     if not champion:
-        return refused(Lake(Path(plan.lake)), ITEM_TO_ITEM, "", 0, "no item-to-item model was evaluated")
+        return refused(Lake(Path(plan.lake)), ITEM_TO_ITEM, "", 0, "no item-to-item model was evaluated", NOT_SERVED)
     inputs = load_training_inputs(Path(graph.path), seed=plan.seed)
     model = load_model(champion, Path(trained.model(champion).path), inputs)
     recs = item_to_item_table(model, inputs.catalog, settings.top_n, plan.run_id)
-    row = evaluation.row(champion)
-    headline = {m: _json_number(row[m]) for m in ("auc", "auc_seen", "auc_cold", "hit_rate")}
-    result = publish_item_to_item(Lake(Path(plan.lake)), recs, plan.run_date, plan.run_id, champion, headline,
-                                  evaluation.metric, settings.tolerance, settings.retention)
+    result = publish_item_to_item(Lake(Path(plan.lake)), recs, plan.run_date, plan.run_id, champion,
+                                  item_headline(evaluation.row(champion)), evaluation.metric, settings.tolerance,
+                                  settings.retention, evaluation.min_positives)
     _log_result("publish", result)
     return result
 
@@ -248,15 +256,15 @@ def publish_users_task(settings: PublishConfig, users: InteractionsConfig, evalu
     """The user-to-item champion's top-N per user, through the same gate and Delta commit as item-to-item."""
     champion, lake = evaluation.user_champion, Lake(Path(plan.lake))
     if not champion:
-        return refused(lake, USER_TO_ITEM, "", 0, "no user-to-item model could be evaluated on the test days")
+        return refused(lake, USER_TO_ITEM, "", 0, evaluation.user_holdout_too_small
+                       or "no user-to-item model could be evaluated on the test days", HOLDOUT_TOO_SMALL)
     inputs = load_training_inputs(Path(graph.path), seed=plan.seed, users=users)
     model = load_model(champion, Path(trained.model(champion).path), inputs)
     recs = user_to_item_table(model, inputs.user_history if settings.exclude_seen else None, settings.user_top_n,
                               plan.run_id)
     row = next(r for r in evaluation.user_rows if r["model"] == champion)
-    headline = {m: _json_number(v) for m, v in row.items() if "@" in m or m == "users_served"}
-    result = publish_table(lake, USER_TO_ITEM, recs, plan.run_date, plan.run_id, champion, headline,
-                           evaluation.user_metric, settings.tolerance, settings.retention)
+    result = publish_table(lake, USER_TO_ITEM, recs, plan.run_date, plan.run_id, champion, user_headline(row),
+                           evaluation.user_metric, settings.tolerance, settings.retention, evaluation.min_users)
     _log_result("publish-user-to-item", result)
     return result
 
@@ -302,7 +310,8 @@ def publication_text(result: PublishResult, run_date: str) -> str:
     if result.published:
         anchors = "users" if result.table == USER_TO_ITEM else "items"
         return (f"Published `{result.table}` for {run_date} from **{result.model}**: {result.rows} rows for "
-                f"{result.items} {anchors}, Delta version {result.version} of `{result.path}`.")
+                f"{result.items} {anchors}, Delta version {result.version} of `{result.path}`."
+                + (f" Gate: {result.comparison}." if result.comparison else ""))
     return f"**Nothing published** to `{result.table}` for {run_date}: {result.reason}. The table still holds the previous version."
 
 
@@ -314,7 +323,11 @@ def report_task(plan: RunPlan, ingested: IngestResult | None, graph: GraphResult
     """The run's report, written once from every stage's result, and shown as the run's markdown artifact."""
     stages = {"ingest": ingested, "graph": graph, "validation": validation, "walks": walks}
     counts = {name: _flat(result) for name, result in stages.items() if result is not None}
-    counts["train"] = {m.name: f"{m.seconds:.1f} s" for m in trained.models}
+    for m in trained.models:
+        for warning in m.warnings:
+            get_run_logger().warning("train: %s", warning)
+    counts["train"] = {m.name: f"{m.seconds:.1f} s" + (f" (warning: {'; '.join(m.warnings)})" if m.warnings else "")
+                       for m in trained.models}
     metrics = pa.Table.from_pylist(list(evaluation.rows))
     item_curves = {m.name: list(m.curve) for m in trained.models if m.curve and ITEM_TO_ITEM in m.serves}
     users = None

@@ -85,7 +85,7 @@ class MFBPRParams(UserModelParams):
     lr: float = Field(0.001, gt=0, description="Adam learning rate")
     l2: float = Field(1e-4, ge=0, description="weight of the L2 penalty: half the squared norms of the batch's user, positive and negative embeddings, divided by the batch size (the official code's `decay`)")
     batch_size: int = Field(2048, ge=1, description="BPR triples per Adam step")
-    epochs: int = Field(100, ge=1, description="passes over the interactions, each positive once per epoch with one fresh negative (the paper trains 1000 on GPU; early stopping usually ends a nightly run sooner)")
+    epochs: int = Field(50, ge=1, description="passes over the interactions, each positive once per epoch with one fresh negative; early stopping may end sooner. The papers train up to 1000 on a GPU: raise it for large logs (docs/models.md)")
     init_std: float = Field(0.1, gt=0, description="embeddings start normal with this standard deviation (the official LightGCN code's initialiser)")
 
 

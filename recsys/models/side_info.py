@@ -12,10 +12,16 @@ the parts by their weights and, for EGES, moves each logit by ``a_k (w_k - h) . 
 Cold start: a catalogue item that never appears in the walks but has side information gets the
 equal-weight average of its side parts that training has touched (its id embedding was never trained),
 as in section 2.4 of the paper. Cold items get neighbours but are never recommended themselves.
+
+Without any side information (no item has a category, brand or price: the log carries none and no
+items file was given) both models reduce to skip-gram on item ids. They still train, so a listed
+model always has a row in the metrics, but they warn: in the log and in ``meta["warnings"]``, which
+the train stage hands on to the report.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +36,7 @@ from recsys.models.negative_sampling import (Trainable, UnigramNegatives, WalkPa
 from recsys.models.params import SideInfoParams
 
 BLOCK = 65536
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -151,9 +158,21 @@ def catalog_vectors(trainer: SideInfoTrainer, parts: ItemParts, walked: np.ndarr
     return vectors, has_vector
 
 
+def missing_side_information(name: str, parts: ItemParts) -> list[str]:
+    """The warning a side-information model gives when the catalogue has no side field at all."""
+    if parts.names != ("id",):
+        return []
+    return [f"{name}: no item has side information (category, brand or price), so it trains on item ids "
+            f"only, as skipgram does; map the log's side columns (ingest.mapping category/brand/price) or "
+            f"give an items file (ingest.items_input), or leave {name} out of train.models"]
+
+
 def fit_side_info(inputs: TrainingInputs, params: SideInfoParams, learned_weights: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     catalog = inputs.catalog
     parts = item_parts(catalog, params.price_buckets)
+    warnings = missing_side_information("eges" if learned_weights else "side_info_avg", parts)
+    for warning in warnings:
+        log.warning("%s", warning)
     source = WalkPairs(inputs.flat_walks, catalog.n_nodes, params.window, params.sample)
     walked = np.flatnonzero(source.counts > 0)
     trainer = SideInfoTrainer(parts, catalog.n_nodes, params.vector_size, learned_weights, inputs.seed)
@@ -165,7 +184,8 @@ def fit_side_info(inputs: TrainingInputs, params: SideInfoParams, learned_weight
     recommendable = np.zeros(len(has_vector), dtype=bool)
     recommendable[walked] = True
     meta = {"params": params.model_dump(), "threads": inputs.threads, "curve": curve_json(records),
-            "parts": list(parts.names), "cold_items_with_vector": int(has_vector[catalog.n_nodes:].sum())}
+            "parts": list(parts.names), "cold_items_with_vector": int(has_vector[catalog.n_nodes:].sum()),
+            "warnings": warnings}
     if learned_weights:
         mean = trainer.weights(torch.from_numpy(walked)).mean(0).numpy() if len(walked) else np.zeros(len(parts.names))
         meta["mean_part_weights"] = {name: round(float(w), 4) for name, w in zip(parts.names, mean)}

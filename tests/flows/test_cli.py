@@ -39,3 +39,16 @@ def test_rollback_to_a_missing_version_exits_1(tmp_path):
     from flows.cli import main
 
     assert main(["rollback", "--to", "2024-01-01", "--lake", str(tmp_path)]) == 1
+
+
+def test_ingest_takes_the_run_flags_and_refuses_a_reingest_path_that_is_no_file(tmp_path):
+    from flows.cli import main
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    args = parser().parse_args(["ingest", "--preset", "taobao", "--input", str(logs), "--lake", str(tmp_path / "lake"),
+                                "--reingest", str(logs / "a.csv")])
+    assert build_config(args).dataset == "taobao" and args.reingest == str(logs / "a.csv")
+    assert main(["ingest", "--input", str(logs), "--set", "dataset=mine", "--lake", str(tmp_path / "lake"),
+                 "--reingest", str(logs / "missing.csv")]) == 2
+    assert not (tmp_path / "lake").exists()

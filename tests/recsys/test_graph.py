@@ -206,7 +206,7 @@ def test_sessions_longer_than_the_limit_give_no_pairs_and_are_counted(spark, tmp
 
     lake = Lake(tmp_path / "lake")
     _write_lake_events(lake, rows)
-    window = resolve_window(WindowConfig(test_days=1), lake)
+    window = resolve_window(WindowConfig(test_days=1, run_date_rule="last_day"), lake)  # the 2-event test day is whole
     result = build_graph(spark, config, lake, window, tmp_path / "graph")
     assert (result.long_sessions, result.long_session_events) == (2, 60)
     assert result.train_events == 65  # the item statistics still count every training event

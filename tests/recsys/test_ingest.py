@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys.config import ColumnMapping, IngestConfig
-from recsys.ingest import ingest
+from recsys.ingest import IngestRejected, ingest
 from recsys.lake import Lake, read_parquet_dir
 from tests.conftest import DATASETS, TAOBAO, dataset
 
@@ -54,20 +54,21 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_accounting_balances_with_malformed_rows(spark, tmp_path):
-    rows = GOOD + [GOOD[0]] + list(BAD)  # one exact duplicate
+    more = [f"2024-03-0{day}T08:00:00Z,u9,z{day},view" for day in (3, 4, 5)]  # good rows: a batch mostly quarantined is rejected
+    rows = GOOD + more + [GOOD[0]] + list(BAD)  # one exact duplicate
     raw = _write(tmp_path / "in" / "log.csv", HEADER + "\n".join(rows) + "\n")
     lake = Lake(tmp_path / "lake")
 
     result = ingest(spark, _config(raw), lake, now=NOW)
 
-    assert (result.rows_read, result.rows_accepted, result.rows_quarantined, result.rows_duplicate) == (13, 5, 7, 1)
+    assert (result.rows_read, result.rows_accepted, result.rows_quarantined, result.rows_duplicate) == (16, 8, 7, 1)
     assert result.balanced
     quarantine = read_parquet_dir(lake.quarantine).to_pylist()
     by_raw = {row["raw"]: row for row in quarantine}
     for text, reason in BAD.items():
         assert reason in by_raw[text]["reason"], (text, by_raw[text]["reason"])
         assert by_raw[text]["source_file"] == str(raw.resolve())
-    assert by_raw["not-a-time,u3,a,view"]["line"] == 1 + len(GOOD) + 1 + 2  # header + good + duplicate + 2nd bad
+    assert by_raw["not-a-time,u3,a,view"]["line"] == 1 + len(GOOD) + len(more) + 1 + 2  # header + good + duplicate + 2nd bad
 
 
 def test_events_follow_the_canonical_contract(spark, tmp_path):
@@ -119,8 +120,8 @@ def test_jsonl_gzip_and_parquet_inputs(spark, tmp_path):
 def test_file_missing_a_required_column_is_quarantined_whole(spark, tmp_path):
     raw = _write(tmp_path / "log.csv", "timestamp,user_id,event_type\n2024-03-01T10:00:00Z,u1,view\n")
     lake = Lake(tmp_path / "lake")
-    result = ingest(spark, _config(raw), lake, now=NOW)
-    assert (result.rows_read, result.rows_quarantined) == (1, 1)
+    with pytest.raises(IngestRejected, match="1 of 1 rows read were quarantined"):
+        ingest(spark, _config(raw), lake, now=NOW)
     reason = read_parquet_dir(lake.quarantine).column("reason")[0].as_py()
     assert "lacks required column" in reason and "item_id" in reason
 

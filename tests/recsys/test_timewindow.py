@@ -2,6 +2,8 @@
 
 import datetime as dt
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from recsys.config import WindowConfig
@@ -10,10 +12,11 @@ from recsys.timewindow import resolve_window
 
 
 def _lake(tmp_path, days):
+    """One real Parquet file of one event per day (the run-date rule reads the files' row counts)."""
     for day in days:
         folder = tmp_path / "events" / f"event_date={day}"
         folder.mkdir(parents=True)
-        (folder / "part-0.parquet").write_bytes(b"")
+        pq.write_table(pa.table({"item_id": ["i1"]}), folder / "part-0.parquet")
     return Lake(tmp_path)
 
 

@@ -125,3 +125,18 @@ def test_every_cached_stage_result_round_trips_through_prefects_json_serializer(
             assert math.isnan(back.rows[0]["auc_cold"]) and back.rows[0]["auc"] == 0.8 and back.champion == "skipgram"
         else:
             assert back == result, type(result)
+
+
+def test_no_validation_split_when_the_training_window_is_one_day():
+    import datetime as dt
+
+    from recsys.config import PipelineConfig
+    from recsys.graph import ValidationSplit
+    from recsys.timewindow import TimeWindow
+    from tasks.plan import validation_split
+
+    config = PipelineConfig.model_validate({"train": {"models": ["skipgram"]}})
+    one_day = TimeWindow(dt.date(2024, 3, 1), dt.date(2024, 3, 2), dt.date(2024, 3, 2))
+    assert validation_split(config, one_day) is None
+    week = TimeWindow(dt.date(2024, 3, 1), dt.date(2024, 3, 8), dt.date(2024, 3, 8))
+    assert validation_split(config, week) == ValidationSplit(dt.date(2024, 3, 7), dt.date(2024, 3, 7), 0.1, 42)
