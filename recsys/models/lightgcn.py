@@ -25,10 +25,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from recsys.interactions import normalized_adjacency
+from recsys.interactions import Interactions, normalized_adjacency
 from recsys.models.base import TrainingInputs
-from recsys.models.mf_bpr import FactorModel, curve_of, interactions_of, train_bpr
-from recsys.models.negative_sampling import torch_threads
+from recsys.models.mf_bpr import FactorModel
 from recsys.models.params import LightGCNParams
 
 
@@ -60,12 +59,10 @@ class LightGCNModel(FactorModel):
 
     @classmethod
     def fit(cls, inputs: TrainingInputs, params: LightGCNParams) -> "LightGCNModel":
-        interactions = interactions_of(inputs)
-        adjacency = normalized_adjacency(interactions).to(inputs.device)
-        with torch_threads(inputs.threads):
-            ego, final, curve = train_bpr(interactions, params, inputs.seed,
-                                          lambda e: propagate(adjacency, e, params.layers), inputs.progress,
-                                          curve_of(inputs), inputs.device)
-        model = cls.from_training(interactions, final, params, inputs, curve)
+        def propagation(interactions: Interactions):
+            adjacency = normalized_adjacency(interactions).to(inputs.device)
+            return lambda ego: propagate(adjacency, ego, params.layers)
+
+        model, ego = cls.fit_bpr(inputs, params, propagation)
         model.ego = ego.numpy()
         return model

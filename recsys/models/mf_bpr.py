@@ -172,13 +172,22 @@ class FactorModel(UserModel):
                    array("item_ids.npy").astype(object), read_meta(folder))
 
 
+    @classmethod
+    def fit_bpr(cls, inputs: TrainingInputs, params: MFBPRParams,
+                propagation: Callable[[Interactions], Propagate | torch.nn.Module | None] = lambda _: None,
+                ) -> tuple["FactorModel", torch.Tensor]:
+        """Train with ``train_bpr`` on the inputs' interactions, the propagation built by ``propagation``
+        from them (None: MF); returns the model and the trained ego embeddings."""
+        interactions = interactions_of(inputs)
+        with torch_threads(inputs.threads):
+            ego, final, curve = train_bpr(interactions, params, inputs.seed, propagation(interactions), inputs.progress,
+                                          curve_of(inputs), inputs.device)
+        return cls.from_training(interactions, final, params, inputs, curve), ego
+
+
 class MFBPRModel(FactorModel):
     name = "mf_bpr"
 
     @classmethod
     def fit(cls, inputs: TrainingInputs, params: MFBPRParams) -> "MFBPRModel":
-        interactions = interactions_of(inputs)
-        with torch_threads(inputs.threads):
-            _, final, curve = train_bpr(interactions, params, inputs.seed, None, inputs.progress, curve_of(inputs),
-                                        inputs.device)
-        return cls.from_training(interactions, final, params, inputs, curve)
+        return cls.fit_bpr(inputs, params)[0]

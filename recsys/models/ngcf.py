@@ -48,8 +48,7 @@ import torch.nn.functional as F
 
 from recsys.interactions import Interactions, normalized_adjacency
 from recsys.models.base import TrainingInputs
-from recsys.models.mf_bpr import FactorModel, curve_of, interactions_of, train_bpr
-from recsys.models.negative_sampling import torch_threads
+from recsys.models.mf_bpr import FactorModel
 from recsys.models.params import NGCFParams
 
 LEAKY_SLOPE = 0.2  # the code's tf.nn.leaky_relu default
@@ -177,9 +176,4 @@ class NGCFModel(FactorModel):
 
     @classmethod
     def fit(cls, inputs: TrainingInputs, params: NGCFParams) -> "NGCFModel":
-        interactions = interactions_of(inputs)
-        with torch_threads(inputs.threads):
-            module = ngcf_propagation(interactions, params, inputs.seed, inputs.device)
-            _, final, curve = train_bpr(interactions, params, inputs.seed, module, inputs.progress, curve_of(inputs),
-                                        inputs.device)
-        return cls.from_training(interactions, final, params, inputs, curve)
+        return cls.fit_bpr(inputs, params, lambda R: ngcf_propagation(R, params, inputs.seed, inputs.device))[0]
