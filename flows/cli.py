@@ -4,7 +4,8 @@
 validated before any stage runs; an invalid one exits with status 2 and names the field. Its exit
 status says how the run ended (``tasks.maintenance.exit_code``; docs/operations.md): 0 every table
 published, or a worse champion refused by the gate; 1 an error; 2 a bad configuration; 3 the input
-rejected (all or mostly quarantined); 4 too little data (a holdout below the minimum, no training day).
+rejected (all or mostly quarantined); 4 too little data (a holdout below the minimum, no training day);
+5 the lake is held by another live run (checked before Prefect or Spark start).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import argparse
 import json
 import logging
 import math
+import contextlib
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,19 +36,45 @@ from recsys.config import DATASET_PATTERN, PipelineConfig  # noqa: E402
 console = Console(stderr=False)
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """YAML without its implicit dates: ``2024-02-30`` stays text, so the config refuses it naming the field."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rule) for tag, rule in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _set_path(target: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
-    for key in parents:
+    for depth, key in enumerate(parents):
         target = target.setdefault(key, {})
+        if not isinstance(target, dict):
+            raise ValueError(f"{'.'.join(parents[:depth + 1])}: is {target!r}, not a section with fields, "
+                             f"so {dotted} cannot be set")
     target[leaf] = value
+
+
+def _config_file(path: str) -> dict[str, Any]:
+    """The fields of a YAML or JSON config file (a mapping; ``{"config": {...}}`` as in prefect.yaml too)."""
+    raw = _yaml(Path(path).read_text()) or {}
+    if isinstance(raw, dict) and "config" in raw:
+        raw = raw["config"]  # accept a prefect.yaml-style {"config": {...}} too
+    if not isinstance(raw, dict):
+        raise ValueError(f"--config {path}: the file holds a {type(raw).__name__}, not a mapping of fields "
+                         "(e.g. seed: 7)")
+    return raw
 
 
 def build_config(args: argparse.Namespace) -> PipelineConfig:
     """Config file (YAML or JSON) < flags < ``--set key.path=value`` overrides."""
     raw: dict[str, Any] = {}
     if args.config:
-        raw = yaml.safe_load(Path(args.config).read_text()) or {}
-        raw = raw.get("config", raw)  # accept a prefect.yaml-style {"config": {...}} too
+        raw = _config_file(args.config)
     if args.preset:  # the dataset, when not given, is the preset's name or the input's (PipelineConfig)
         _set_path(raw, "ingest.preset", args.preset)
         if args.preset != "sample" and not args.items:
@@ -73,7 +102,7 @@ def _set_value(text: str) -> Any:
     if text and not text.strip():
         return text
     try:
-        return yaml.safe_load(text)
+        return _yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -82,15 +111,26 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
-def _metrics_table(rows: tuple[dict, ...], champion: str) -> Table:
+def _metrics_table(rows: tuple[dict, ...], champion: str, metric: str = "", n: int = 20) -> Table:
     k = rows[0]["k"] if rows else 10
-    table = Table(title="item-to-item metrics")
-    for column in ("model", "AUC-ROC", "AUC-ROC seen", "AUC-ROC cold", f"HitRate@{k}", "train s"):
+    table = Table(title=f"item-to-item metrics (champion by {metric})" if metric else "item-to-item metrics")
+    metrics = ("next_recall", "next_mrr", "auc", "auc_seen", "hit_rate")
+    for column in ("model", f"next Recall@{n}", f"next MRR@{n}", "AUC-ROC", "AUC-ROC seen", f"HitRate@{k}", "train s"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in rows:
         name = f"{row['model']} *" if row["model"] == champion else row["model"]
-        table.add_row(name, *(_number(row[m]) for m in ("auc", "auc_seen", "auc_cold", "hit_rate")),
-                      f"{row['train_seconds']:.1f}")
+        table.add_row(name, *(_number(row.get(m)) for m in metrics), f"{row['train_seconds']:.1f}")
+    return table
+
+
+def _next_item_table(rows: tuple[dict, ...], ks: list[int]) -> Table:
+    """Every model that answered next-item prediction (sequence models too), at each K."""
+    table = Table(title="next-item metrics (test sessions)")
+    columns = [f"next_recall@{k}" for k in ks] + [f"next_mrr@{k}" for k in ks]
+    for column in ("model", *(c.removeprefix("next_") for c in columns), "predictions"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in rows:
+        table.add_row(row["model"], *(_number(row.get(c)) for c in columns), str(row["predictions"]))
     return table
 
 
@@ -123,6 +163,10 @@ def _holdout_lines(evaluation) -> list[str]:
         row = evaluation.rows[0]
         lines.append(f"item-to-item holdout: {row['positives']} held-out pairs ({row['positives_seen']} seen in "
                      f"training, {row['positives_cold']} cold) and as many sampled non-pairs")
+    if evaluation.next_item_holdout:
+        held = evaluation.next_item_holdout
+        lines.append(f"next-item holdout: {held.get('predictions', 0)} predictions from {held.get('sessions', 0)} "
+                     "test sessions")
     if evaluation.user_rows or evaluation.user_holdout:
         held = evaluation.user_holdout
         lines.append(f"user-to-item holdout: {held.get('users_evaluated', 0)} users evaluated "
@@ -151,11 +195,45 @@ def _checked_config(args: argparse.Namespace) -> PipelineConfig | None:
         return None
 
 
+def _lake_busy(lake: Path) -> bool:
+    """Whether a live run holds the lake's lock: said in one line before Prefect or Spark start."""
+    from tasks.lock import LakeLock
+
+    holder = LakeLock(lake).holder()
+    if holder is not None:
+        console.print(f"[red]the lake is busy:[/red] another run (host {holder.get('host')}, pid {holder.get('pid')}, "
+                      f"since {holder.get('since')}) holds {LakeLock(lake).path}; wait for it to finish")
+    return holder is not None
+
+
+@contextlib.contextmanager
+def _stopped_by_signals():
+    """SIGTERM ends the run like Ctrl-C: the lake lock and the temporary Prefect server are released on the way out."""
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = _checked_config(args)
     if config is None:
         return 2
+    from tasks.maintenance import EXIT_LAKE_BUSY
+    if _lake_busy(config.lake):
+        return EXIT_LAKE_BUSY
+    with _stopped_by_signals():
+        return _run(config)
+
+
+def _run(config: PipelineConfig) -> int:
     from tasks.maintenance import exit_code
+    from tasks.server_watch import start_temporary_server
+
     interactive = sys.stdout.isatty()
     if interactive:
         config = config.model_copy(update={"spark": config.spark.model_copy(update={"show_progress": True})})
@@ -163,6 +241,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     watched = [logging.getLogger(name) for name in ("recsys", "prefect.task_runs")]
     logging.getLogger("recsys").setLevel(logging.INFO)
+    start_temporary_server()
     with console.status("[bold]starting the nightly flow", spinner="dots") as status:
         handler = _StageStatus(status)
         for logger in watched:
@@ -187,6 +266,10 @@ def _print_summary(result) -> None:
     console.print(f"ingest: read {ingest.rows_read} rows = {ingest.rows_accepted} accepted + "
                   f"{ingest.rows_quarantined} quarantined + {ingest.rows_duplicate} duplicates "
                   f"({ingest.files_ingested} new file(s), {ingest.files_skipped} already ingested)")
+    for kind, label in (("skipped_paths", "not read"), ("changed_files", "changed while read, left for the next run"),
+                        ("failed_files", "could not be read to the end")):
+        for path in getattr(ingest, kind, ()):
+            console.print(f"[yellow]ingest: {label}:[/yellow] {path}")
     console.print(f"run {plan.run_id} (dataset {plan.dataset}): train {plan.train_from}..{plan.train_until}, "
                   f"test {plan.test_from}..{plan.run_date}")
     if plan.run_date_note:
@@ -196,8 +279,11 @@ def _print_summary(result) -> None:
             console.print(f"[yellow]warning ({model.name}):[/yellow] {warning}")
     for line in _holdout_lines(evaluation):
         console.print(line)
+    n = evaluation.next_item_holdout.get("n", 20)
     if evaluation.rows:
-        console.print(_metrics_table(evaluation.rows, evaluation.champion))
+        console.print(_metrics_table(evaluation.rows, evaluation.champion, evaluation.metric, n))
+    if evaluation.next_item_rows:
+        console.print(_next_item_table(evaluation.next_item_rows, list(evaluation.next_item_holdout["ks"])))
     if result.publish_users is not None:
         console.print(_user_metrics_table(evaluation.user_rows, evaluation.user_champion, evaluation.user_metric))
     console.print(f"run_date {plan.run_date}")
@@ -206,7 +292,8 @@ def _print_summary(result) -> None:
             console.print(_publication_line(table))
     console.print(f"latest pointer:  {published.latest}")
     console.print(f"report:          {result.report.path}")
-    for label, path in (("metrics", evaluation.metrics_path), ("user metrics", evaluation.user_metrics_path)):
+    for label, path in (("metrics", evaluation.metrics_path), ("next-item", evaluation.next_item_path),
+                        ("user metrics", evaluation.user_metrics_path)):
         if path:
             console.print(f"{label + ':':<16} {path}")
 
@@ -236,13 +323,17 @@ def cmd_latest(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from tasks.maintenance import rollback_latest
+    from tasks.lock import LakeBusyError
+    from tasks.maintenance import EXIT_LAKE_BUSY, rollback_latest
 
     try:
         restored = rollback_latest(_lake_of(args), args.to, args.table)
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
         return 1
+    except LakeBusyError as exc:
+        console.print(f"[red]the lake is busy:[/red] {exc}")
+        return EXIT_LAKE_BUSY
     for table, pointer in restored.items():
         console.print(f"{table} is restored to {pointer['run_date']} (run {pointer['run_id']}); LATEST.json names it")
     return 0
@@ -257,6 +348,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     config = _checked_config(args)
     if config is None:
         return 2
+    from tasks.maintenance import EXIT_LAKE_BUSY
+    if _lake_busy(config.lake):
+        return EXIT_LAKE_BUSY
     reingest = Path(args.reingest).expanduser().resolve() if args.reingest else None
     if reingest is not None and not reingest.is_file():
         console.print(f"[red]--reingest: not a file:[/red] {reingest}")

@@ -55,18 +55,20 @@ def nightly(config: PipelineConfig = PipelineConfig()) -> NightlyResult | State:
         ingested = ingest_task(config.ingest, config.lake, config.spark)
         plan = plan_task(config, ingested)
         stage = CachedStages()
-        graph = stage.graph(config.graph, plan, config.spark)
+        graph = stage.graph(config.graph, plan, config.spark, config.sequences if config.sequence_models() else None)
+        config.check_catalogue(graph.nodes)  # a top-N or K beyond the catalogue fails here, before training
         validation = (stage.validation(config.evaluate.validation_pairs, config.graph, graph, plan, config.spark)
                       if plan.validation else None)
         walks = stage.walks(config.walks, graph, plan, config.spark)
         trained = stage.train(config.train, graph, walks, validation, plan, config.interactions)
         evaluated = stage.evaluate(config.evaluate, config.graph, config.publish.champion_metric, graph, trained, plan,
-                                   config.spark, config.publish.user_champion_metric, config.interactions)
+                                   config.spark, config.publish.user_champion_metric, config.interactions, config.sequences,
+                                   config.publish.top_n)
         published = stage.publish(config.publish, evaluated, trained, graph, plan)
         published_users = (stage.publish_users(config.publish, config.interactions, evaluated, trained, graph, plan)
                            if config.user_models() else None)
         report = report_task(plan, ingested, graph, validation, walks, trained, evaluated, published, published_users,
-                             config.evaluate)
+                             config.evaluate, config.publish.top_n)
     result = NightlyResult(plan, ingested, graph, validation, walks, trained, evaluated, published, report,
                            published_users)
     return final_state(result, published, published_users)

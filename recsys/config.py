@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from recsys.mapping import EVENT_TYPES, ColumnMapping, ItemsMapping
-from recsys.models import REGISTRY, serving
+from recsys.models import REGISTRY, sequence_models, serving
 from recsys.presets import ITEMS_PRESETS, PRESETS
 from recsys.settings import Strict
 
@@ -26,6 +26,7 @@ DEFAULT_LAKE = Path("data") / "lake"  # relative to the folder a run starts in
 USER_TO_ITEM = "user_to_item"
 SAMPLE = "sample"  # the embedded sample's dataset name (and the default preset's)
 DATASET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_TOP_N = 10_000  # the largest top-N or K accepted: rows per item or user, and the ranks each metric reads
 # endings dropped from an input's file name to make its dataset name (compression first, then format)
 _NAME_ENDINGS = (".gz", ".gzip", ".bz2", ".xz", ".zst", ".zip", ".csv", ".tsv", ".txt", ".dat", ".json", ".jsonl",
                  ".ndjson", ".parquet", ".inter", ".log")
@@ -58,9 +59,10 @@ class IngestConfig(Strict):
     mapping: ColumnMapping = Field(default_factory=ColumnMapping, description="column mapping used when preset is None")
     items_mapping: ItemsMapping | None = Field(None, description="columns of items_input; None = the preset's items layout, else item_id,category,brand,price")
     session_gap_minutes: int = Field(30, ge=1, description="inactivity gap that cuts a session when the log has none")
-    max_future_hours: int = Field(24, ge=0, description="events later than now + this are quarantined as future-stamped")
+    max_future_hours: int = Field(24, ge=0, le=366 * 24, description="events later than now + this are quarantined as future-stamped")
+    max_future_days: int = Field(30, ge=1, le=36_500, description="events more than this many days after the lake's newest day (in an empty lake: after the batch's median day), with no event day between, are quarantined: one wrongly stamped row cannot become the newest event")
     max_field_chars: int = Field(256, ge=8, description="ids longer than this are quarantined as absurd")
-    max_late_days: int = Field(365, ge=1, description="events more than this many days before the newest event are quarantined: older than any training window")
+    max_late_days: int = Field(365, ge=1, le=36_500, description="events more than this many days before the newest event are quarantined: older than any training window")
 
     @field_validator("input", "items_input")
     @classmethod
@@ -162,6 +164,23 @@ class InteractionsConfig(Strict):
     validation_min_items: int = Field(3, ge=0, description="users with at least this many items give their latest one to the learning-curve validation split (held out of training); 0 turns user curves off")
 
 
+class SequencesConfig(Strict):
+    """The item sequences (sessions in time order) that sequence models train on and next-item evaluation tests."""
+
+    event_types: tuple[str, ...] | None = Field(None, description="the event types a sequence keeps (e.g. [view]); None keeps all")
+    collapse_repeats: bool = Field(True, description="an item repeated right after itself counts once (A A B -> A B)")
+
+    @field_validator("event_types")
+    @classmethod
+    def _some_types(cls, types: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if types is not None and not types:
+            raise ValueError("sequences.event_types is empty: list at least one type, or leave it out to keep all")
+        unknown = sorted(set(types or ()) - set(EVENT_TYPES))
+        if unknown:
+            raise ValueError(f"sequences.event_types: unknown event types {unknown}; known: {list(EVENT_TYPES)}")
+        return types
+
+
 class _TrainBase(Strict):
     models: tuple[str, ...] = Field(("word2vec", "popular", "item_knn", "lightgcn"), description="registered models to train and compare; each fills the tables it serves (recsys config lists them)")
     deterministic: bool = Field(True, description="one training thread so the same seed gives identical tables; False uses all cores")
@@ -199,7 +218,7 @@ TrainConfig.__doc__ = "Which models to train, and each model's settings (built f
 
 
 class EvaluateConfig(Strict):
-    k: int = Field(10, ge=1, description="K of HitRate@K")
+    k: int = Field(10, ge=1, le=MAX_TOP_N, description="K of HitRate@K")
     max_pairs: int = Field(20000, ge=10, description="held-out pairs kept (sampled with the seed) to bound evaluation time")
     validation_share: float = Field(0.1, ge=0, lt=1, description="share of the sessions of the last validation_days training days held out for learning curves (PyTorch models only); 0 turns curves off")
     validation_days: int = Field(1, ge=1, description="the last training days whose sessions may be drawn for validation (never a test day)")
@@ -208,23 +227,29 @@ class EvaluateConfig(Strict):
     repeat_items: bool = Field(False, description="whether a test-day item the user already had in training counts as a positive (and is then ranked, not excluded)")
     min_positives: int = Field(100, ge=0, description="fewest held-out pairs (in the split of publish.champion_metric) for an item-to-item champion: below it none is picked, nothing is published and the gate's reference stays")
     min_users: int = Field(100, ge=0, description="fewest evaluated users for a user-to-item champion: below it none is picked, nothing is published and the gate's reference stays")
+    next_item_sessions: int = Field(5000, ge=1, description="test sessions kept (a seeded sample) for next-item evaluation, to bound its time")
+    bootstrap: int = Field(200, ge=0, description="bootstrap resamples of the test sessions behind each next-item interval; 0 reports none")
 
     @field_validator("ks")
     @classmethod
     def _positive_ks(cls, ks: tuple[int, ...]) -> tuple[int, ...]:
-        if min(ks) < 1:
-            raise ValueError(f"every K must be >= 1, got {ks}")
+        if min(ks) < 1 or max(ks) > MAX_TOP_N:
+            raise ValueError(f"every K must be between 1 and {MAX_TOP_N}, got {ks}")
         return tuple(sorted(set(ks)))
 
 
 class PublishConfig(Strict):
-    top_n: int = Field(20, ge=1, description="recommendations per item in the item-to-item table")
-    champion_metric: Literal["auc", "auc_seen", "auc_cold", "hit_rate"] = Field("auc", description="metric that picks the model to publish")
-    user_top_n: int = Field(20, ge=1, description="recommendations per user in the user-to-item table")
+    top_n: int = Field(20, ge=1, le=MAX_TOP_N, description="recommendations per item in the item-to-item table")
+    champion_metric: Literal["next_recall", "next_mrr", "auc", "auc_seen", "auc_cold", "hit_rate"] = Field("next_recall", description="metric that picks the item-to-item model to publish: next-item Recall@top_n / MRR@top_n on the test sessions (recsys/next_item.py), or the pair AUC / HitRate@evaluate.k")
+    user_top_n: int = Field(20, ge=1, le=MAX_TOP_N, description="recommendations per user in the user-to-item table")
     user_champion_metric: str = Field("ndcg@20", pattern=r"^(recall|ndcg|precision|hit|mrr)@\d+$", description="metric that picks the user-to-item model to publish; its K must be one of evaluate.ks")
-    exclude_seen: bool = Field(True, description="leave out of a user's published rows the items the user interacted with in the training window")
+    exclude_seen: bool = Field(True, description="leave out of a user's published rows the items the user interacted with in the training window (a sequence model with recommend_seen true, the default, keeps them: sessions repeat items)")
     tolerance: float = Field(0.02, ge=0, description="publish nothing if the champion's metric is this much below the last published one's")
     retention: int = Field(14, ge=1, description="run dates whose data files the published Delta tables keep (for rollback); older ones are vacuumed, never what the current snapshot needs")
+
+
+class CatalogueTooSmall(ValueError):
+    """A top-N or K larger than the run's catalogue: a configuration error found once the catalogue is known."""
 
 
 def dataset_name(path: Path | str) -> str:
@@ -274,6 +299,7 @@ class PipelineConfig(Strict):
     graph: GraphConfig = Field(default_factory=GraphConfig)
     walks: WalksConfig = Field(default_factory=WalksConfig)
     interactions: InteractionsConfig = Field(default_factory=InteractionsConfig)
+    sequences: SequencesConfig = Field(default_factory=SequencesConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
@@ -362,9 +388,27 @@ class PipelineConfig(Strict):
             raise ValueError(f"lake: not a directory: {self.lake}")
         self.ingest.check_files()
 
+    def check_catalogue(self, items: int) -> None:
+        """Once the run knows its catalogue (the graph's ``items`` nodes): no top-N or K may exceed it."""
+        wanted = {"publish.top_n": self.publish.top_n, "evaluate.k": self.evaluate.k,
+                  **({"publish.user_top_n": self.publish.user_top_n, "evaluate.ks": max(self.evaluate.ks)}
+                     if self.user_models() else {})}
+        for field, value in wanted.items():
+            if value > items:
+                raise CatalogueTooSmall(f"{field} ({value}) is more than the {items} items of this run's training "
+                                        f"window: lower {field} to at most {items}")
+
     def user_models(self) -> tuple[str, ...]:
         """The listed models that fill the user-to-item table (none: the run publishes item-to-item only)."""
         return serving(USER_TO_ITEM, self.train.models)
+
+    def sequence_models(self) -> tuple[str, ...]:
+        """The listed next-item models (they read the training window's sequences, stored beside the graph)."""
+        return sequence_models(self.train.models)
+
+    def next_item_ks(self) -> tuple[int, ...]:
+        """The K of the next-item metrics: evaluate.ks and publish.top_n (the item-to-item champion's N)."""
+        return tuple(sorted(set(self.evaluate.ks) | {self.publish.top_n}))
 
     def curves_wanted(self) -> bool:
         """Whether a listed model records learning curves (and so validation sessions are held out)."""

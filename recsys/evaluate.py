@@ -1,6 +1,10 @@
 """The evaluate stage: every model scored on the same holdout, written to ``metrics.parquet``.
 
-Item-to-item protocol (DESIGN.md, "Evaluation protocol"): AUC-ROC of the held-out co-occurring pairs
+The item-to-item champion is picked by next-item Recall@N (``recsys.next_item``, N = ``publish.top_n``:
+whether the published neighbour list of the item a visitor is on holds the item they opened next),
+each model's row carrying those figures beside the pair metrics below.
+
+Pair protocol (DESIGN.md, "Evaluation protocol"): AUC-ROC of the held-out co-occurring pairs
 against as many sampled non-pairs, overall, on the "seen" split (both items seen in training) and on
 the "cold" split (both items in the catalogue, at least one known only by its side information);
 HitRate@K of the held-out neighbour, each positive pair counted in both directions. An item a model
@@ -28,7 +32,8 @@ import pyarrow as pa
 from recsys.lake import write_parquet_atomic
 from recsys.metrics import auc_roc, hit_rate, precision_recall
 from recsys.models.base import ITEM_TO_ITEM, ItemModel, TrainingInputs
-from recsys.publish import ITEM_METRICS, holdout_size_key
+from recsys.next_item import headline_columns
+from recsys.publish import holdout_size_key
 from recsys.report import plot_precision_recall
 from recsys.train import TrainResult, load_model
 
@@ -65,6 +70,10 @@ class EvaluateResult:
     user_holdout_too_small: str = ""
     min_positives: int = 0  # the minimums used; the gate compares with a published run only above them
     min_users: int = 0
+    # the next-item evaluation (recsys.next_item): one row per model that could answer, its metrics' file
+    next_item_rows: tuple[dict, ...] = ()
+    next_item_path: str = ""
+    next_item_holdout: dict = field(default_factory=dict)  # test sessions and predictions
 
     def row(self, model: str) -> dict:
         return next(r for r in self.rows if r["model"] == model)
@@ -125,14 +134,19 @@ def _hit_rate(model: ItemModel, a: np.ndarray, b: np.ndarray, k: int) -> float:
     return hit_rate(recommended, targets)
 
 
-def metrics_table(scores: list[ModelScores], holdout: pa.Table, context: dict, k: int, train_seconds: dict[str, float]) -> pa.Table:
+def metrics_table(scores: list[ModelScores], holdout: pa.Table, context: dict, k: int, train_seconds: dict[str, float],
+                  next_item: dict[str, dict] | None = None) -> pa.Table:
+    """One row per model: the pair metrics and, from ``next_item`` (model -> ``recsys.next_item.headline_columns``),
+    its next-item Recall/MRR at N with their standard errors and intervals."""
     label = holdout.column("label").to_numpy().astype(bool)
     split = holdout.column("split").to_numpy(zero_copy_only=False)
+    no_next = headline_columns({}, 0)
     rows = [{
         "model": s.name, "auc": s.auc, "auc_seen": s.auc_seen, "auc_cold": s.auc_cold, "hit_rate": s.hit_rate, "k": k,
         "positives": int(label.sum()), "positives_seen": int((label & (split == "seen")).sum()),
         "positives_cold": int((label & (split == "cold")).sum()),
-        **{f"{m}_se": float(s.se.get(m, float("nan"))) for m in ITEM_METRICS},
+        **{f"{m}_se": float(s.se.get(m, float("nan"))) for m in ("auc", "auc_seen", "auc_cold", "hit_rate")},
+        **(next_item or {}).get(s.name, no_next),
         "train_seconds": float(train_seconds.get(s.name, float("nan"))), **context,
     } for s in scores]
     return pa.Table.from_pylist(rows)
@@ -145,7 +159,8 @@ def too_small(row: dict, metric: str, minimum: int) -> str:
     size = int(row.get(key) or 0)
     if size >= minimum:
         return ""
-    return (f"holdout too small: {size} held-out pairs ({key}, what {metric} is computed on) < evaluate.min_positives "
+    what = "next-item predictions" if key == "predictions" else "held-out pairs"
+    return (f"holdout too small: {size} {what} ({key}, what {metric} is computed on) < evaluate.min_positives "
             f"{minimum}, so no champion was picked and the gate's reference stays; widen window.test_days or "
             "choose another window.run_date")
 
@@ -162,11 +177,13 @@ def write_metrics(table: pa.Table, path: Path) -> Path:
 
 
 def evaluate_models(trained: TrainResult, inputs: TrainingInputs, holdout: pa.Table, k: int, champion_metric: str,
-                    context: dict, metrics_path: Path, plots: Path, min_positives: int = 0) -> EvaluateResult:
-    """Score every trained item-to-item model on ``holdout``; write the metrics table and one precision-recall
+                    context: dict, metrics_path: Path, plots: Path, min_positives: int = 0,
+                    next_item_rows: tuple[dict, ...] = (), top_n: int = 20) -> EvaluateResult:
+    """Score every trained item-to-item model on ``holdout``; write the metrics table (with each model's
+    next-item figures at N = ``top_n`` from ``next_item_rows``, ``recsys.next_item``) and one precision-recall
     plot per model. Without any such model the result has no rows and no champion; with fewer than
-    ``min_positives`` held-out pairs in the champion metric's split it has rows but no champion, and
-    ``holdout_too_small`` says why."""
+    ``min_positives`` held-out pairs (or next-item predictions) behind the champion metric it has rows but
+    no champion, and ``holdout_too_small`` says why."""
     scores = []
     item_models = [m for m in trained.models if ITEM_TO_ITEM in m.serves]
     if not item_models:
@@ -177,7 +194,8 @@ def evaluate_models(trained: TrainResult, inputs: TrainingInputs, holdout: pa.Ta
         log.info("evaluate: %s AUC %.4f (seen %.4f, cold %.4f), HitRate@%d %.4f", model.name, scores[-1].auc,
                  scores[-1].auc_seen, scores[-1].auc_cold, k, scores[-1].hit_rate)
     seconds = {m.name: m.seconds for m in trained.models}
-    metrics = metrics_table(scores, holdout, context, k, seconds)
+    next_item = {row["model"]: headline_columns(row, top_n) for row in next_item_rows}
+    metrics = metrics_table(scores, holdout, context, k, seconds, next_item)
     write_metrics(metrics, metrics_path)
     title = f"{context['dataset']}, seed {context['seed']}\ntrain {context['train_from']}..{context['train_until']}, " \
             f"test {context['test_from']}..{context['test_until']}"
@@ -192,4 +210,4 @@ def evaluate_models(trained: TrainResult, inputs: TrainingInputs, holdout: pa.Ta
         champion = pick_champion(metrics, champion_metric)
         log.info("evaluate: champion by %s is %s; metrics at %s", champion_metric, champion, metrics_path)
     return EvaluateResult(str(metrics_path), champion, champion_metric, rows, str(plots), holdout_too_small=small,
-                          min_positives=min_positives)
+                          min_positives=min_positives, next_item_rows=next_item_rows)

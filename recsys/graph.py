@@ -10,7 +10,8 @@ co-occurrence graph of Wang et al. 2018, "Billion-scale Commodity Embedding for 
 Recommendation in Alibaba", section 2.2.
 
 Beside the graph it writes the user x item matrix of the whole training window (``user_items``, saved
-as CSR arrays by ``recsys.interactions.save_user_items``) that the user-to-item models train on.
+as CSR arrays by ``recsys.interactions.save_user_items``) that the user-to-item models train on, and,
+when a sequence model is listed, the window's sessions as item sequences (``session_sequences``).
 
 The stage also writes the run's item catalogue (``recsys.catalog``: the nodes, then the cold items of
 ``items/``). When learning curves are wanted, a ``ValidationSplit`` holds whole sessions of the last
@@ -32,9 +33,10 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from recsys.catalog import build_catalog
-from recsys.config import GraphConfig
+from recsys.config import GraphConfig, SequencesConfig
 from recsys.interactions import save_user_items
 from recsys.lake import Lake, read_parquet_dir
+from recsys.sequences import Sequences, save_sequences, sequences_from_events
 from recsys.timewindow import TimeWindow
 from recsys.transition import ITEM_STATS_FILE, TransitionTable
 
@@ -54,6 +56,7 @@ class GraphResult:
     long_session_events: int = 0
     users: int = 0  # rows of the user x item matrix written beside the graph
     interactions: int = 0  # its distinct (user, item) pairs
+    sequences: int = 0  # sessions written as item sequences for the sequence models (0: none listed)
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,9 @@ def training_events(spark: SparkSession, lake: Lake, window: TimeWindow, validat
 
 
 def build_graph(spark: SparkSession, config: GraphConfig, lake: Lake, window: TimeWindow, out: Path,
-                validation: ValidationSplit | None = None) -> GraphResult:
-    """Write the transition table, item statistics and catalogue of the training window to ``out``."""
+                validation: ValidationSplit | None = None, sequences: SequencesConfig | None = None) -> GraphResult:
+    """Write the transition table, item statistics and catalogue of the training window to ``out``; with
+    ``sequences``, also the window's sessions as item sequences (``recsys.sequences``)."""
     events = training_events(spark, lake, window, validation).cache()
     stats = _item_stats(events)
     n_long, long_events = long_sessions(events, config.max_session_length)
@@ -146,11 +150,16 @@ def build_graph(spark: SparkSession, config: GraphConfig, lake: Lake, window: Ti
     window_events = events_between(spark, lake, window.train_from, window.train_until)
     held_out = validation.only(window_events).count() if validation else 0
     matrix = save_user_items(user_items(window_events, config.event_weights), out)
+    n_sequences = 0
+    if sequences is not None:
+        train_sequences = session_sequences(window_events, sequences, catalog.item_ids, config.max_session_length)
+        save_sequences(train_sequences, out)
+        n_sequences = len(train_sequences)
     result = GraphResult(path=str(out), nodes=table.n_nodes, edges=table.n_edges,
                          train_events=int(pc.sum(stats.column("events")).as_py() or 0),
                          isolated_nodes=int((table.out_degree() == 0).sum()), cold_items=catalog.n_cold,
                          validation_events=held_out, long_sessions=n_long, long_session_events=long_events,
-                         users=matrix.n_users, interactions=matrix.nnz)
+                         users=matrix.n_users, interactions=matrix.nnz, sequences=n_sequences)
     log.info("graph: %s -> %d nodes, %d directed edges (%d nodes without neighbours) from %d events "
              "(%d held out for validation; %d events of %d sessions longer than %d left out); "
              "%d cold items with side information; at %s", window.describe(), result.nodes, result.edges,
@@ -167,6 +176,21 @@ def user_items(events: DataFrame, event_weights: dict[str, float]) -> pa.Table:
     pairs = events.groupBy("user_id", "item_id").agg(
         F.count("*").alias("events"), exact.alias("weight"), F.max("event_time").cast("long").alias("last_seen"))
     return pairs.orderBy("user_id", "item_id").toArrow()
+
+
+def session_sequences(events: DataFrame, settings: SequencesConfig, item_ids: np.ndarray,
+                      max_length: int | None = None, min_length: int = 1) -> Sequences:
+    """The sessions of ``events`` as item sequences in time order (``recsys.sequences``): only
+    ``settings.event_types`` when given, repeats collapsed as ``settings`` says, items mapped to their
+    index in ``item_ids`` (others dropped), sessions of more than ``max_length`` events (bots) left out.
+    Spark sorts the events (in the graph's order within a session); the driver gets one Arrow table."""
+    if settings.event_types:
+        events = events.where(F.col("event_type").isin(list(settings.event_types)))
+    rows = events.select("session_id", "user_id", "item_id", F.col("event_time").cast("long").alias("t"),
+                         "event_time", "event_type") \
+        .orderBy("session_id", "event_time", "item_id", "event_type").drop("event_time", "event_type").toArrow()
+    return sequences_from_events(rows, pa.array(list(item_ids), pa.string()), settings.collapse_repeats, max_length,
+                                 min_length)
 
 
 def _has_items(lake: Lake) -> bool:

@@ -29,9 +29,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from recsys.catalog import CATALOG_FILE, Catalog
-from recsys.config import EvaluateConfig, GraphConfig
-from recsys.graph import ValidationSplit, events_between, session_pairs
+from recsys.config import EvaluateConfig, GraphConfig, SequencesConfig
+from recsys.graph import ValidationSplit, events_between, session_pairs, session_sequences
 from recsys.lake import PAIRS_FILE, Lake
+from recsys.sequences import Sequences, holdout_sessions
 from recsys.timewindow import TimeWindow
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,16 @@ def user_test_items(spark: SparkSession, lake: Lake, window: TimeWindow) -> pa.T
     """The distinct (user_id, item_id) pairs of the test days: the user-to-item evaluation's ground truth."""
     test = events_between(spark, lake, window.test_from, window.run_date)
     return test.select("user_id", "item_id").distinct().orderBy("user_id", "item_id").toArrow()
+
+
+def next_item_sessions(spark: SparkSession, lake: Lake, window: TimeWindow, settings: SequencesConfig, catalog: Catalog,
+                   max_session_length: int, max_sessions: int, seed: int) -> Sequences:
+    """The test days' sessions for next-item evaluation (``recsys.sequences.holdout_sessions``): built as the
+    training sequences are, items unseen in training (not graph nodes) dropped, then sessions under 2 items."""
+    events = events_between(spark, lake, window.test_from, window.run_date)
+    sessions = session_sequences(events, settings, catalog.item_ids, max_session_length)
+    known = np.arange(catalog.n_items) < catalog.n_nodes
+    return holdout_sessions(sessions, known, max_sessions, seed)
 
 
 def build_validation(spark: SparkSession, lake: Lake, window: TimeWindow, graph: GraphConfig, split: ValidationSplit,

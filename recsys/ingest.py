@@ -5,13 +5,22 @@ Spark SQL; rows that fail go to ``quarantine`` with their file, line, raw text a
 duplicates are removed, and sessions are cut at an inactivity gap when the log has no session id.
 Accounting: rows read = accepted + quarantined + duplicates, for every run.
 
-**Which files are read.** The manifest (``_manifest/``, one Parquet file per batch) records every read
-of a raw file: its path, SHA-256, the digest of the column mapping that read it (``mapping_digest``)
-and its status: ``done``, ``quarantined`` (ingested, but more than ``MAX_QUARANTINED_SHARE`` of its
-rows were quarantined) or ``rejected`` (its batch was rejected). A file is skipped when the latest
-read of its bytes is ``done`` under the current mapping (or predates mapping digests); so a second
-run over the same files reads nothing, while a corrected mapping, or a file whose last read was not
-``done``, reads it again.
+**Which files are read.** The manifest (``recsys.manifest``) records every read of a raw file: its
+path, SHA-256, the digest of the column mapping that read it (``mapping_digest``) and its status:
+``done``, ``failed`` (the read broke off), ``quarantined`` (ingested, but more than
+``MAX_QUARANTINED_SHARE`` of its rows were quarantined) or ``rejected`` (its batch was rejected). A
+file is skipped when the latest read of its bytes is ``done`` or ``failed`` under the current mapping
+(or predates mapping digests); so a second run over the same files reads nothing, while a corrected
+mapping, or a file whose last read was quarantined or rejected, reads it again. Paths under the input
+that are not read at all (hidden names, links to folders, FIFOs, unreadable ones) are named in
+``IngestResult.skipped_paths`` (``recsys.listing``). A file whose size or modification time changed
+while it was read (a copy still running) is not committed: it is named in ``changed_files`` and read
+at the next ingest.
+
+**Time.** Beyond the parse, a row is quarantined when its time is out of Python's calendar, more than
+``max_future_hours`` after now, past the horizon (``max_future_days`` after the lake's newest day, or
+in an empty lake after the batch's median day, following the batch's consecutive days), or more than
+``max_late_days`` before the newest day kept (``_time_limits``): no single row sets the reference.
 
 **A re-read replaces.** When bytes the lake already holds are read again (a changed mapping, a
 rejected read, or ``reingest``), the new read replaces the earlier ones: their events and quarantine
@@ -55,7 +64,10 @@ from pyspark.sql import functions as F
 
 from recsys.config import ColumnMapping, IngestConfig
 from recsys.lake import Lake, read_parquet_dir, remove_dir, replace_dir, temporary_sibling, write_parquet_atomic
-from recsys.raw_files import PARSED_DDL, detect_format, make_file_parser
+from recsys.listing import RawFile, Skipped, changed_since_listed, list_raw_files
+from recsys.manifest import (DONE, FAILED, QUARANTINED, REJECTED, BatchManifest, ManifestEntry,  # noqa: F401 (re-exported)
+                             ingested_checksums, known_quarantined, live_reads, read_manifest, unique_new)
+from recsys.raw_files import FILE_FAILURES, PARSED_DDL, make_file_parser
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +77,7 @@ QUARANTINE_COLUMNS = ["source_file", "line", "raw", "reason"]
 # rejected: so many failures mean the mapping does not fit the file, and its few rows that passed
 # would train models on a fraction of the log. ``IngestConfig.max_quarantined_share`` overrides it.
 MAX_QUARANTINED_SHARE = 0.5
-DONE, QUARANTINED, REJECTED = "done", "quarantined", "rejected"  # manifest statuses; only done is skipped
+_Manifest = BatchManifest  # the name tests patch to play a crash before the commit
 TOP_REASONS, EXAMPLES, RAW_CHARS = 5, 2, 200
 
 
@@ -84,6 +96,12 @@ class IngestResult:
     items_path: str | None
     rows_replaced: int = 0  # events of earlier reads of the same files that this batch replaced
     quarantined_files: tuple[str, ...] = ()  # files ingested but mostly quarantined: read again next time
+    files_failed: int = 0  # files whose read broke off (unreadable, corrupt): rows before the break kept, not read again
+    files_changed: int = 0  # files that changed or vanished while read: not committed, read again next time
+    paths_skipped: int = 0  # paths under the input not read at all (hidden, links to folders, unreadable, FIFOs)
+    failed_files: tuple[str, ...] = ()
+    changed_files: tuple[str, ...] = ()  # "path (why)"
+    skipped_paths: tuple[str, ...] = ()  # "path (why)"
 
     @property
     def balanced(self) -> bool:
@@ -108,111 +126,11 @@ class IngestRejected(ValueError):
         return (type(self), (str(self),), self.__dict__)
 
 
-@dataclass(frozen=True)
-class RawFile:
-    path: Path
-    size: int
-    sha256: str
-    format: str
-
-
-def list_raw_files(input_path: Path, default_format: str) -> list[RawFile]:
-    """Raw files under ``input_path`` (a file or a folder, searched recursively), hidden files skipped."""
-    if input_path.is_file():
-        paths = [input_path]
-    elif input_path.is_dir():
-        paths = sorted(p for p in input_path.rglob("*") if p.is_file() and not _hidden(p, input_path))
-    else:
-        raise FileNotFoundError(f"ingest input not found: {input_path}")
-    return [RawFile(p.resolve(), p.stat().st_size, _sha256(p), detect_format(p, default_format)) for p in paths]
-
-
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def mapping_digest(mapping: ColumnMapping) -> str:
     """What identifies a mapping in the manifest: the settings it sets away from the defaults, so a new
     mapping field (with a default) does not make every file of every lake be read again."""
     settings = mapping.model_dump_json(exclude_defaults=True)
     return hashlib.sha256(settings.encode()).hexdigest()[:16]
-
-
-# --- the manifest ------------------------------------------------------------------------------------
-
-READ = pa.struct([("batch_id", pa.string()), ("path", pa.string())])
-MANIFEST_SCHEMA = pa.schema([
-    ("path", pa.string()), ("size", pa.int64()), ("sha256", pa.string()), ("rows", pa.int64()),
-    ("batch_id", pa.string()), ("ingested_at", pa.timestamp("us", tz="UTC")),
-    ("quarantined", pa.int64()),  # of ``rows``
-    ("mapping", pa.string()),  # mapping_digest of the mapping that read the file
-    ("status", pa.string()),  # done; quarantined (mostly) or rejected (its batch was): read again
-    ("seq", pa.int64()),  # the batch's place in the order of batches
-    ("replaces", pa.list_(READ)),  # the earlier reads (batch, path) whose rows this read replaced
-    ("obsolete", pa.list_(pa.string())),  # files (relative to the lake) the batch's commit deleted; on its first row
-])
-
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    """One read of one raw file, as the manifest records it."""
-
-    path: str
-    sha256: str
-    batch_id: str
-    status: str = DONE
-    mapping: str | None = None  # None: written before the manifest recorded mappings; matches any mapping
-    seq: int = 0
-    replaces: tuple[tuple[str, str], ...] = ()
-    obsolete: tuple[str, ...] = ()
-
-    @property
-    def read(self) -> tuple[str, str]:
-        """How the lake's files know this read's rows: the batch that wrote them and their ``source_file``."""
-        return self.batch_id, self.path
-
-
-def read_manifest(lake: Lake) -> list[ManifestEntry]:
-    """Every read the manifest records, manifests written before mappings and statuses included."""
-    entries = []
-    files = sorted(p for p in lake.manifest.glob("*.parquet") if not p.name.startswith((".", "_"))) \
-        if lake.manifest.exists() else []
-    for file in files:
-        for row in pq.read_table(file).to_pylist():
-            entries.append(ManifestEntry(
-                row["path"], row["sha256"], row["batch_id"], row.get("status") or DONE, row.get("mapping"),
-                row.get("seq") or 0, tuple((r["batch_id"], r["path"]) for r in row.get("replaces") or ()),
-                tuple(row.get("obsolete") or ())))
-    return entries
-
-
-def live_reads(entries: list[ManifestEntry]) -> dict[str, list[ManifestEntry]]:
-    """Per SHA-256, the reads whose rows the lake still holds (none replaced them), oldest first."""
-    replaced = {read for entry in entries for read in entry.replaces}
-    live: dict[str, list[ManifestEntry]] = defaultdict(list)
-    for entry in sorted(entries, key=lambda e: e.seq):
-        if entry.read not in replaced:
-            live[entry.sha256].append(entry)
-    return dict(live)
-
-
-def _done(reads: list[ManifestEntry], digest: str) -> bool:
-    """Whether the latest read of some bytes is done under the mapping ``digest``."""
-    latest = reads[-1]
-    return latest.status == DONE and latest.mapping in (None, digest)
-
-
-def ingested_checksums(lake: Lake) -> set[str]:
-    """SHA-256 of the raw files whose latest read is done (under whichever mapping)."""
-    return {sha for sha, reads in live_reads(read_manifest(lake)).items() if reads[-1].status == DONE}
 
 
 def ingest(spark: SparkSession, config: IngestConfig, lake: Lake, now: dt.datetime | None = None) -> IngestResult:
@@ -223,17 +141,17 @@ def ingest(spark: SparkSession, config: IngestConfig, lake: Lake, now: dt.dateti
     """
     mapping = config.column_mapping()
     remove_unfinished_batches(lake)
-    found = list_raw_files(config.source(), mapping.format)
+    found, skipped = list_raw_files(config.source(), mapping.format)
+    _log_skipped(skipped)
     entries = read_manifest(lake)
     live, digest = live_reads(entries), mapping_digest(mapping)
-    new_files = _unique_new(found, live, digest)
+    new_files = unique_new(found, live, digest)
     log.info("ingest: %d raw file(s) under %s, %d new or to read again", len(found), config.source(), len(new_files))
     if not new_files:
-        items_path = _write_items(spark, config, lake, None)
-        return IngestResult(len(found), 0, len(found), 0, 0, 0, 0, (), str(lake.events), None, items_path)
+        return _nothing_read(spark, config, lake, len(found), skipped, {})
     replaces = {str(raw.path): {e.read for e in live.get(raw.sha256, ())} for raw in new_files}
-    known = {str(raw.path) for raw in new_files if _known_quarantined(live.get(raw.sha256), digest)}
-    return _ingest_batch(spark, config, lake, new_files, len(found), replaces, entries, now, known)
+    known = {str(raw.path) for raw in new_files if known_quarantined(live.get(raw.sha256), digest)}
+    return _ingest_batch(spark, config, lake, new_files, len(found), replaces, entries, now, known, skipped)
 
 
 def reingest(spark: SparkSession, config: IngestConfig, lake: Lake, path: Path,
@@ -250,7 +168,10 @@ def reingest(spark: SparkSession, config: IngestConfig, lake: Lake, path: Path,
         raise FileNotFoundError(f"reingest: not a file: {path}")
     mapping = config.column_mapping()
     remove_unfinished_batches(lake)
-    [raw] = list_raw_files(path, mapping.format)
+    found, skipped = list_raw_files(path, mapping.format)
+    if not found:
+        raise OSError(f"reingest: {skipped[0]}")
+    [raw] = found
     entries = read_manifest(lake)
     live = live_reads(entries)
     earlier = {e.read for reads in live.values() for e in reads if e.sha256 == raw.sha256 or e.path == str(raw.path)}
@@ -258,27 +179,59 @@ def reingest(spark: SparkSession, config: IngestConfig, lake: Lake, path: Path,
     return _ingest_batch(spark, config, lake, [raw], 1, {str(raw.path): earlier}, entries, now)
 
 
-def _known_quarantined(reads: list[ManifestEntry] | None, digest: str) -> bool:
-    """Whether the latest read of some bytes, under this same mapping, was an accepted batch's mostly quarantined file."""
-    return bool(reads) and reads[-1].status == QUARANTINED and reads[-1].mapping == digest
+def _log_skipped(skipped: list[Skipped]) -> None:
+    for entry in skipped:
+        log.warning("ingest: not read: %s", entry)
+
+
+def _nothing_read(spark: SparkSession, config: IngestConfig, lake: Lake, files_found: int, skipped: list[Skipped],
+                  changed: dict[str, str]) -> IngestResult:
+    """The result of an ingest that commits no batch: nothing new, or every new file changed while read."""
+    items_path = _write_items(spark, config, lake, None)
+    return IngestResult(files_found, 0, files_found - len(changed), 0, 0, 0, 0, (), str(lake.events), None, items_path,
+                        **_not_committed(skipped, changed))
+
+
+def _not_committed(skipped: list[Skipped], changed: dict[str, str]) -> dict:
+    """The ``IngestResult`` fields naming the paths the batch did not read or did not commit."""
+    return {"paths_skipped": len(skipped), "skipped_paths": tuple(map(str, skipped)), "files_changed": len(changed),
+            "changed_files": tuple(f"{path} ({why})" for path, why in sorted(changed.items()))}
+
+
+def _read_files(spark: SparkSession, files: list[RawFile], mapping: ColumnMapping) -> tuple[DataFrame, DataFrame, dict[str, str]]:
+    """Parse ``files`` (cached: each is read once) and leave out those that changed or vanished while read.
+
+    Returns the cached frame (to unpersist), its rows of the files kept, and path -> why for the others."""
+    cached = _parse(spark, files, mapping).cache()
+    cached.count()  # every file is read here, so the check below follows the whole read
+    changed = {str(f.path): why for f in files if (why := changed_since_listed(f))}
+    for path, why in sorted(changed.items()):
+        log.warning("ingest: %s %s: not committed, it is read again at the next ingest", path, why)
+    kept = cached.where(~F.col("source_file").isin(sorted(changed))) if changed else cached
+    return cached, kept, changed
 
 
 def _ingest_batch(spark: SparkSession, config: IngestConfig, lake: Lake, files: list[RawFile], files_found: int,
                   replaces: dict[str, set[tuple[str, str]]], entries: list[ManifestEntry],
-                  now: dt.datetime | None, known: set[str] = frozenset()) -> IngestResult:
+                  now: dt.datetime | None, known: set[str] = frozenset(), skipped: list[Skipped] = ()) -> IngestResult:
     """Read ``files`` as one batch; each replaces the earlier reads ``replaces[path]`` (batch, path).
     The ``known`` files (mostly quarantined last time, same mapping) do not count towards rejecting it."""
     mapping = config.column_mapping()
     now = now or dt.datetime.now(dt.timezone.utc)
     batch_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    manifest = _Manifest(files, batch_id, now, mapping_digest(mapping), 1 + max((e.seq for e in entries), default=0))
     share = getattr(config, "max_quarantined_share", MAX_QUARANTINED_SHARE)
 
-    parsed = _parse(spark, files, mapping).cache()
+    cached, parsed, changed = _read_files(spark, files, mapping)
+    files = [f for f in files if str(f.path) not in changed]
+    if not files:
+        cached.unpersist()
+        return _nothing_read(spark, config, lake, files_found, list(skipped), changed)
+    manifest = _Manifest(files, batch_id, now, mapping_digest(mapping), 1 + max((e.seq for e in entries), default=0))
     typed = _typed(parsed, mapping, config, now)
-    typed = _too_old(typed, lake, config.max_late_days).cache()
+    typed = _time_limits(typed, lake, config).cache()
     rejected = typed.where(F.col("reason").isNotNull())
     per_file = _per_file_counts(typed)
+    failed = _failed_files(rejected)
     read, quarantined = sum(r for r, _ in per_file.values()), sum(q for _, q in per_file.values())
     counted = {path: counts for path, counts in per_file.items() if path not in known}
     if _too_many(sum(r for r, _ in counted.values()), sum(q for _, q in counted.values()), share):
@@ -286,12 +239,12 @@ def _ingest_batch(spark: SparkSession, config: IngestConfig, lake: Lake, files: 
         judged = rejected.where(~F.col("source_file").isin(sorted(known))) if known else rejected
         error = _rejection(judged, counted, share, quarantine_path, batch_id)
         manifest.write(lake, per_file, rejected={str(f.path) for f in files})  # its quarantine rows stay
-        for frame in (typed, parsed):
+        for frame in (typed, cached):
             frame.unpersist()
         log.error("%s", error)
         raise error
 
-    obsolete, removed = _replace_reads(lake, set().union(*replaces.values()), batch_id)
+    obsolete, removed = _replace_reads(lake, set().union(*(replaces[str(f.path)] for f in files)), batch_id)
     accepted = typed.where(F.col("reason").isNull())
     deduped = _drop_exact_duplicates(accepted)
     fresh = _not_in_lake(spark, deduped, lake, set(obsolete))
@@ -300,18 +253,20 @@ def _ingest_batch(spark: SparkSession, config: IngestConfig, lake: Lake, files: 
     dates = _write_events(events, lake, batch_id)
     quarantine_path = _write_quarantine(rejected, lake, now, batch_id) if quarantined else None
     items_path = _write_items(spark, config, lake, deduped if mapping.side_columns() else None)
-    mostly_quarantined = {path for path, (rows, bad) in per_file.items() if _too_many(rows, bad, share)}
-    manifest.write(lake, per_file, replaces, [str(p.relative_to(lake.root)) for p in obsolete], mostly_quarantined)
+    mostly_quarantined = {path for path, (rows, bad) in per_file.items() if _too_many(rows, bad, share)} - failed
+    manifest.write(lake, per_file, replaces, [str(p.relative_to(lake.root)) for p in obsolete], mostly_quarantined,
+                   failed=failed)
     _delete(obsolete)
-    for frame in (events, typed, parsed):
+    for frame in (events, typed, cached):
         frame.unpersist()
 
     result = IngestResult(
-        files_found=files_found, files_ingested=len(files), files_skipped=files_found - len(files),
+        files_found=files_found, files_ingested=len(files), files_skipped=files_found - len(files) - len(changed),
         rows_read=read, rows_accepted=n_events, rows_quarantined=quarantined,
         rows_duplicate=read - quarantined - n_events, event_dates=dates, events_path=str(lake.events),
         quarantine_path=quarantine_path, items_path=items_path, rows_replaced=removed["events"],
-        quarantined_files=tuple(sorted(mostly_quarantined)),
+        quarantined_files=tuple(sorted(mostly_quarantined)), files_failed=len(failed), failed_files=tuple(sorted(failed)),
+        **_not_committed(list(skipped), changed),
     )
     log.info("ingest: read %d rows = %d accepted + %d quarantined + %d duplicates; %d day(s) %s..%s",
              result.rows_read, result.rows_accepted, result.rows_quarantined, result.rows_duplicate,
@@ -324,6 +279,9 @@ def _ingest_batch(spark: SparkSession, config: IngestConfig, lake: Lake, files: 
         log.warning("ingest: %s: %d of %d rows quarantined (more than %.0f%%): not marked done, it is read "
                     "again at each ingest until the mapping fits it or it is moved away; the reasons are in the "
                     "quarantine", path, bad, rows, 100 * share)
+    for path in result.failed_files:
+        log.warning("ingest: %s: the read broke off (the reason is in the quarantine); the rows before the break are "
+                    "kept and it is not read again: fix or replace it, then `recsys ingest --reingest %s`", path, path)
     return result
 
 
@@ -337,16 +295,25 @@ def _per_file_counts(typed: DataFrame) -> dict[str, tuple[int, int]]:
     return {r["source_file"]: (int(r["rows"]), int(r["bad"])) for r in counts.collect()}
 
 
+def _failed_files(rejected: DataFrame) -> set[str]:
+    """Raw files whose read broke off: a quarantine row says the file became unreadable."""
+    broke = F.col("reason").startswith(FILE_FAILURES[0])
+    for prefix in FILE_FAILURES[1:]:
+        broke = broke | F.col("reason").startswith(prefix)
+    return {r["source_file"] for r in rejected.where(broke).select("source_file").distinct().collect()}
+
+
 def _reason_kind(reason: F.Column) -> F.Column:
     """A reason without the per-row value it may end with (an unparseable timestamp's text), for counting."""
-    return F.regexp_replace(reason, r"^(unparseable timestamp \(column .*, format [a-z_]+\)): .*$", "$1")
+    kind = F.regexp_replace(reason, r"^(unparseable timestamp \(column .*, format [a-z_]+\)): .*$", "$1")
+    return F.regexp_replace(kind, r"^(timestamp out of range \(years 1 to 9999\)): .*$", "$1")
 
 
 def _rejection(rejected: DataFrame, per_file: dict[str, tuple[int, int]], share: float, quarantine_path: str | None,
                batch_id: str) -> IngestRejected:
     """The one error a rejected batch raises: counts, top reasons, example lines, where to look."""
     read, quarantined = sum(r for r, _ in per_file.values()), sum(q for _, q in per_file.values())
-    kinds = rejected.withColumn("kind", _reason_kind(F.col("reason")))
+    kinds = rejected.select(*QUARANTINE_COLUMNS).withColumn("kind", _reason_kind(F.col("reason")))
     top = [(r["kind"], int(r["count"])) for r in
            kinds.groupBy("kind").count().orderBy(F.desc("count"), "kind").limit(TOP_REASONS).collect()]
     first_of = lambda kind, n: kinds.where(F.col("kind") == kind).orderBy("source_file", "line").limit(n).collect()  # noqa: E731
@@ -356,7 +323,7 @@ def _rejection(rejected: DataFrame, per_file: dict[str, tuple[int, int]], share:
     lines = [f"ingest rejected: {quarantined} of {read} rows read were quarantined ({100 * quarantined / read:.1f}%; "
              f"a batch with more than {100 * share:.0f}% of its rows quarantined is rejected), "
              f"{read - quarantined} passed. No event of this batch was ingested.",
-             "Top reasons:", *(f"  {count:>9}  {kind}" for kind, count in top),
+             "Top reasons:", *(f"  {count:>9}  {kind}" for kind, count in top), *_time_hint(top[0][0]),
              "Example lines:", *(f"  {r['source_file']}, line {r['line']}: {_clip(r['raw'])}" for r in examples),
              "Files:", *(f"  {path}: {bad} of {rows} rows quarantined" for path, (rows, bad) in worst)]
     if len(per_file) > len(worst):
@@ -368,37 +335,18 @@ def _rejection(rejected: DataFrame, per_file: dict[str, tuple[int, int]], share:
                           files=tuple(sorted(per_file)), quarantine_path=quarantine_path)
 
 
+def _time_hint(reason: str) -> list[str]:
+    """What to check when most rows were quarantined for their time."""
+    if "timestamp" not in reason:
+        return []
+    return ["Most rows were quarantined for their time: check the log's time column and ingest.mapping.time_format "
+            "(or the preset); if the times are right, widen ingest.max_future_days or ingest.max_late_days."]
+
+
 def _clip(raw: str | None) -> str:
     if raw is None:
         return "(no text: the file could not be read)"
     return raw if len(raw) <= RAW_CHARS else raw[:RAW_CHARS] + f"... ({len(raw)} characters)"
-
-
-@dataclass(frozen=True)
-class _Manifest:
-    """The manifest file of one batch: its commit."""
-
-    files: list[RawFile]
-    batch_id: str
-    now: dt.datetime
-    mapping: str
-    seq: int
-
-    def write(self, lake: Lake, per_file: dict[str, tuple[int, int]], replaces: dict[str, set[tuple[str, str]]] | None = None,
-              obsolete: list[str] | None = None, quarantined: set[str] = frozenset(), rejected: set[str] = frozenset()) -> None:
-        paths = [str(f.path) for f in self.files]
-        replaces = replaces or {}
-        status = {p: REJECTED if p in rejected else QUARANTINED if p in quarantined else DONE for p in paths}
-        table = pa.table({
-            "path": paths, "size": [f.size for f in self.files], "sha256": [f.sha256 for f in self.files],
-            "rows": [per_file.get(p, (0, 0))[0] for p in paths], "batch_id": [self.batch_id] * len(paths),
-            "ingested_at": [self.now] * len(paths), "quarantined": [per_file.get(p, (0, 0))[1] for p in paths],
-            "mapping": [self.mapping] * len(paths), "status": [status[p] for p in paths],
-            "seq": [self.seq] * len(paths),
-            "replaces": [[{"batch_id": b, "path": s} for b, s in sorted(replaces.get(p, ()))] for p in paths],
-            "obsolete": [sorted(obsolete or ())] + [[] for _ in paths[1:]],
-        }, schema=MANIFEST_SCHEMA)
-        write_parquet_atomic(table, lake.manifest / f"{self.batch_id}.parquet")
 
 
 # --- batch files, replacement and recovery ----------------------------------------------------------
@@ -477,16 +425,6 @@ def _has_parquet(folder: Path) -> bool:
     return folder.exists() and any(folder.glob("*.parquet"))
 
 
-def _unique_new(found: list[RawFile], live: dict[str, list[ManifestEntry]], digest: str) -> list[RawFile]:
-    """Files whose bytes were never read, or not done under this mapping; a copy under a second name counts once."""
-    new: dict[str, RawFile] = {}
-    for raw in found:
-        reads = live.get(raw.sha256)
-        if not (reads and _done(reads, digest)) and raw.sha256 not in new:
-            new[raw.sha256] = raw
-    return list(new.values())
-
-
 def _parse(spark: SparkSession, files: list[RawFile], mapping: ColumnMapping) -> DataFrame:
     listing = spark.createDataFrame([(str(f.path), f.format) for f in files], "path string, format string")
     listing = listing.repartition(min(len(files), 64), "path")
@@ -501,8 +439,9 @@ def _event_time(mapping: ColumnMapping) -> F.Column:
         micros_per_unit = 1_000_000 if mapping.time_format == "unix_s" else 1_000
         return F.expr(f"timestamp_micros(try_cast(floor(try_multiply(try_cast(time_raw AS decimal(38, 9)), "
                       f"{micros_per_unit})) AS bigint))")
-    if mapping.time_format == "date_plus_offset_ms":
-        return F.expr("timestamp_millis(unix_millis(try_to_timestamp(time_raw)) + try_cast(time_offset AS bigint))")
+    if mapping.time_format == "date_plus_offset_ms":  # try_: an offset past the long range gives null, not an error
+        return F.expr("timestamp_micros(try_multiply(try_add(unix_millis(try_to_timestamp(time_raw)), "
+                      "try_cast(time_offset AS bigint)), 1000))")
     # ISO 8601 with Z or an offset, or "YYYY-MM-DD HH:MM:SS UTC" as REES46 writes it.
     return F.coalesce(F.expr("try_cast(time_raw AS timestamp)"),
                       F.expr("try_to_timestamp(regexp_replace(time_raw, ' UTC$', 'Z'))"))
@@ -527,6 +466,9 @@ def _typed(parsed: DataFrame, mapping: ColumnMapping, config: IngestConfig, now:
         (F.length("item_id") > too_long, F.lit(f"item id longer than {too_long} characters")),
         (F.col("event_time").isNull(), F.concat(F.lit(f"unparseable timestamp (column '{mapping.event_time}', "
                                                       f"format {mapping.time_format}): "), F.coalesce("time_raw", F.lit("null")))),
+        # Spark holds years up to 294247, Python and every reader of the lake 1 to 9999
+        (~F.year("event_time").between(1, 9999), F.concat(F.lit("timestamp out of range (years 1 to 9999): "),
+                                                           F.coalesce("time_raw", F.lit("null")))),
         (F.col("event_time") > F.lit(now + dt.timedelta(hours=config.max_future_hours)),
          F.lit(f"timestamp more than {config.max_future_hours} h in the future")),
         (F.col("event_type").isNull(), F.concat(F.lit("unknown event type: "), F.coalesce("event_type_raw", F.lit("null")))),
@@ -599,18 +541,59 @@ def _not_in_lake(spark: SparkSession, events: DataFrame, lake: Lake, replaced: s
     return events.join(rows, on=key, how="left_anti")
 
 
-def _too_old(typed: DataFrame, lake: Lake, max_late_days: int) -> DataFrame:
-    """Quarantine valid rows dated more than ``max_late_days`` before the newest event (lake or batch)."""
-    newest_in_batch = typed.where(F.col("reason").isNull()).agg(F.max("event_time")).first()[0]
-    stored = [dt.date.fromisoformat(p.name.split("=", 1)[1]) for p in lake.events.glob("event_date=*")] if lake.events.exists() else []
-    newest_days = [d for d in [newest_in_batch.date() if newest_in_batch else None, max(stored, default=None)] if d]
-    if not newest_days:
+def _time_limits(typed: DataFrame, lake: Lake, config: IngestConfig) -> DataFrame:
+    """Quarantine valid rows after the horizon (``max_future_days``) or older than any training window
+    (``max_late_days`` before the newest event kept).
+
+    The horizon starts at the lake's newest day, or, in an empty lake, at the batch's median day (by rows),
+    which no single row can move; it then follows the batch's later days upwards while each is at most
+    ``max_future_days`` after the one before. A row past a longer gap, such as one stamped with today's
+    date in a historical log, is quarantined and so never becomes "the newest event" that the old-row
+    cut is measured from."""
+    day = F.unix_date(F.to_date("event_time"))  # days since 1970-01-01: an int even for a year-0 time
+    valid = typed.where(F.col("reason").isNull()).groupBy(day.alias("day")).count().collect()
+    horizon = _horizon({r["day"]: r["count"] for r in valid}, _newest_stored_day(lake), config.max_future_days)
+    if horizon is None:
         return typed
-    cutoff = max(newest_days) - dt.timedelta(days=max_late_days)
-    text = (f"timestamp before {cutoff} (more than {max_late_days} days before the newest event, "
-            f"{max(newest_days)}): older than any training window")
-    return typed.withColumn("reason", F.when(F.col("reason").isNull() & (F.to_date("event_time") < F.lit(cutoff)),
-                                             F.lit(text)).otherwise(F.col("reason")))
+    epoch = dt.date(1970, 1, 1)
+    newest, cutoff = epoch + dt.timedelta(days=horizon), epoch + dt.timedelta(days=horizon - config.max_late_days)
+    future = (f"timestamp more than {config.max_future_days} days after {newest}, the newest event day of the lake and "
+              f"the rest of the batch (ingest.max_future_days)")
+    old = (f"timestamp before {cutoff} (more than {config.max_late_days} days before the newest event, {newest}; "
+           f"ingest.max_late_days): older than any training window")
+    check = F.when(F.col("reason").isNotNull(), F.col("reason")).when(day > horizon, F.lit(future)) \
+        .when(day < horizon - config.max_late_days, F.lit(old))
+    return typed.withColumn("reason", check)
+
+
+def _newest_stored_day(lake: Lake) -> int | None:
+    """The newest event day in the lake, in days since 1970-01-01."""
+    days = [dt.date.fromisoformat(p.name.split("=", 1)[1]) for p in lake.events.glob("event_date=*")] \
+        if lake.events.exists() else []
+    return (max(days) - dt.date(1970, 1, 1)).days if days else None
+
+
+def _horizon(counts: dict[int, int], stored: int | None, limit: int) -> int | None:
+    """The newest day an event may have: from ``stored`` (else the median day of ``counts``, rows per day)
+    up through the later days that follow each other by at most ``limit`` days."""
+    start = stored if stored is not None else _median_day(counts)
+    if start is None:
+        return None
+    newest = start
+    for day in sorted(d for d in counts if d > start):
+        if day - newest > limit:
+            break
+        newest = day
+    return newest
+
+
+def _median_day(counts: dict[int, int]) -> int | None:
+    half, seen = sum(counts.values()) / 2, 0
+    for day in sorted(counts):
+        seen += counts[day]
+        if seen >= half:
+            return day
+    return None
 
 
 def _write_quarantine(rejected: DataFrame, lake: Lake, now: dt.datetime, batch_id: str) -> str:

@@ -4,7 +4,8 @@
 path by hand. Writes go to a temporary name and are renamed into place, so a reader never sees half
 a file. Every temporary name is hidden and ends in ``.tmp``, ``.staging``, ``.old`` or ``.removed``,
 so what a killed run leaves behind is recognisable, and ``remove_leftovers`` deletes it at the start
-of the next run.
+of the next run, except an ``.old`` copy with nothing at its own name (a ``replace_dir`` killed between
+its two renames), which it renames back: a replaced folder is always its old or its new copy.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class RunPaths:
     @property
     def user_metrics(self) -> Path:
         return self.root / "user_metrics.parquet"
+
+    @property
+    def next_item_metrics(self) -> Path:
+        return self.root / "next_item_metrics.parquet"
 
     @property
     def report(self) -> Path:
@@ -175,8 +180,13 @@ def remove_dir(folder: Path) -> None:
 
 
 def remove_leftovers(root: Path) -> list[Path]:
-    """Delete the temporary files and folders a killed run left anywhere under ``root``."""
+    """Delete the temporary files and folders a killed run left anywhere under ``root``.
+
+    A run killed between the two renames of ``replace_dir`` leaves the old copy under its ``.old`` name
+    and nothing at its own: that copy is renamed back instead (the new one, never moved in, is deleted).
+    """
     found = [p for p in root.rglob(".*") if LEFTOVER.match(p.name)] if root.exists() else []
+    found = [p for p in found if not _restored(p)]
     for path in sorted(found, key=lambda p: len(p.parts)):
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -185,6 +195,19 @@ def remove_leftovers(root: Path) -> list[Path]:
     if found:
         log.info("removed %d leftover(s) of an interrupted run under %s", len(found), root)
     return found
+
+
+def _restored(leftover: Path) -> bool:
+    """Rename an ``.old`` copy back to its name when nothing is there (a replace killed halfway)."""
+    match = LEFTOVER.match(leftover.name)
+    if match.group(1) != "old" or not leftover.exists():
+        return False
+    original = leftover.with_name(leftover.name[1:].rsplit(".", 2)[0])
+    if original.exists() or original.is_symlink():
+        return False
+    os.replace(leftover, original)
+    log.warning("restored %s from %s: the run that was replacing it was killed halfway", original, leftover.name)
+    return True
 
 
 def read_parquet_dir(path: Path) -> pa.Table:

@@ -103,6 +103,9 @@ class ColumnMapping(Strict):
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:
                 raise ValueError(f"{name} needs a time zone, e.g. 2017-11-25T00:00:00+08:00")
+        if self.event_type is not None and not self.event_type_values:
+            raise ValueError(f"event_type_values is empty, so every row of column {self.event_type!r} would be "
+                             f"quarantined: map the raw values to {EVENT_TYPES}, or set event_type to null")
         unknown = sorted(set(self.event_type_values.values()) - set(EVENT_TYPES))
         if unknown:
             raise ValueError(f"event_type_values maps to unknown canonical types {unknown}; allowed: {EVENT_TYPES}")

@@ -34,7 +34,8 @@ A publication follows the protocol's two phases of a write (PROTOCOL.md, "Overvi
    same content indented, for compatibility until 2027-06-01 (Hadoop's readers skip a name that starts
    with ``_`` as hidden, so Spark reads nothing from it). Both are informational: services read the
    Delta table, and the gate and rollback read the log;
-5. retention vacuums the data files of the commits of older run dates (``_retain``).
+5. retention vacuums the data files of the commits of older run dates (``_retain``), older by commit
+   order, never by the date's name (the clock may step back).
 
 Rollback is Delta's RESTORE to the newest commit of a run date: a new commit that carries the
 restored run's metadata, so the gate then compares with the restored run. The run a snapshot holds is
@@ -77,7 +78,7 @@ USER_TO_ITEM_SCHEMA = pa.schema([
 ])
 SCHEMAS = {ITEM_TO_ITEM: ITEM_TO_ITEM_SCHEMA, USER_TO_ITEM: USER_TO_ITEM_SCHEMA}
 ANCHOR = {ITEM_TO_ITEM: "item_id", USER_TO_ITEM: "user_id"}  # the column a service looks rows up by
-BLOCK_ITEMS = 4096
+BLOCK_CELLS = 1 << 22  # top-N cells (anchors x N) computed at once: memory stays bounded whatever N is
 # A checkpoint every 10 commits (Delta's default is 100): loading the table replays at most 10 JSON
 # commits after the newest checkpoint, which keeps every reader's load fast (a night is 1 to 3 commits).
 TABLE_CONFIGURATION = {"delta.checkpointInterval": "10"}
@@ -88,9 +89,11 @@ LEGACY_LATEST_UNTIL = "2027-06-01"  # ``_LATEST`` is written beside it until the
 # minimum (or no model could be scored on it); the run lists no model that serves the table.
 REFUSED_BY_GATE, HOLDOUT_TOO_SMALL, NOT_SERVED = "gate", "holdout_too_small", "not_served"
 
-ITEM_METRICS = ("auc", "auc_seen", "auc_cold", "hit_rate")
-# the held-out pairs an item-to-item metric is computed on; every user-to-item metric is a mean over users
-_ITEM_HOLDOUT = {"auc": "positives", "auc_seen": "positives_seen", "auc_cold": "positives_cold", "hit_rate": "positives"}
+ITEM_METRICS = ("next_recall", "next_mrr", "auc", "auc_seen", "auc_cold", "hit_rate")
+# what an item-to-item metric is computed on (held-out pairs, or next-item predictions); every user-to-item
+# metric is a mean over users
+_ITEM_HOLDOUT = {"auc": "positives", "auc_seen": "positives_seen", "auc_cold": "positives_cold", "hit_rate": "positives",
+                 "next_recall": "predictions", "next_mrr": "predictions"}
 USERS_EVALUATED = "users_evaluated"
 Z95 = 1.959964  # a 95% normal confidence interval is the figure +- Z95 standard errors
 
@@ -137,7 +140,8 @@ def holdout_size_key(metric: str) -> str:
 def item_headline(row: dict) -> dict[str, float | None]:
     """What an item-to-item commit records from its champion's metrics row: the metrics, their standard
     errors and the holdout's sizes."""
-    keys = (*ITEM_METRICS, *(f"{m}_se" for m in ITEM_METRICS), "positives", "positives_seen", "positives_cold")
+    keys = (*ITEM_METRICS, *(f"{m}_se" for m in ITEM_METRICS), "positives", "positives_seen", "positives_cold",
+            "predictions", *(f"{m}_{end}" for m in ("next_recall", "next_mrr") for end in ("lo", "hi")))
     return {k: _finite(row.get(k)) for k in keys}
 
 
@@ -199,7 +203,10 @@ def _figure(metric: str, metrics: dict) -> str:
     value, se, size = (_finite(metrics.get(k)) for k in (metric, f"{metric}_se", holdout_size_key(metric)))
     text = f"{metric} {value:.4f}" if value is not None else f"{metric} n/a"
     parts = []
-    if value is not None and se is not None:
+    lo, hi = _finite(metrics.get(f"{metric}_lo")), _finite(metrics.get(f"{metric}_hi"))
+    if value is not None and lo is not None and hi is not None:  # a bootstrap interval, where the metric has one
+        parts.append(f"95% CI {lo:.4f}..{hi:.4f}")
+    elif value is not None and se is not None:
         parts.append(f"95% CI {value - Z95 * se:.4f}..{value + Z95 * se:.4f}")
     parts.append(f"{int(size)} {holdout_size_key(metric).replace('_', ' ')}" if size is not None else "holdout size unknown")
     return f"{text} ({', '.join(parts)})"
@@ -224,10 +231,12 @@ def item_to_item_table(model: ItemModel, catalog: Catalog, n: int, run_id: str) 
     """
     parts = []
     ids = np.asarray(catalog.item_ids, dtype=object)
+    n = max(1, min(n, len(ids)))  # no item has more neighbours than the catalogue holds
     known = model.known_items()
     anchors = known[np.argsort(ids[known].astype(str), kind="stable")]
-    for lo in range(0, len(anchors), BLOCK_ITEMS):
-        nodes = anchors[lo:lo + BLOCK_ITEMS]
+    block = max(1, BLOCK_CELLS // n)
+    for lo in range(0, len(anchors), block):
+        nodes = anchors[lo:lo + block]
         neighbours, scores = model.similar(nodes, n)  # (block, n)
         row, rank = np.nonzero(neighbours >= 0)
         parts.append(pa.table({
@@ -250,6 +259,8 @@ def user_to_item_table(model: UserModel, history: Interactions | None, n: int, r
 
     user_ids = np.asarray(model.user_ids, dtype=object)
     item_ids = np.asarray(model.item_ids, dtype=object)
+    n = max(1, min(n, len(item_ids)))  # no user has more items to see than the model knows
+    batch_size = max(1, min(batch_size, BLOCK_CELLS // n))
     users = np.argsort(user_ids.astype(str), kind="stable")
     parts = []
     for lo in range(0, len(users), batch_size):
@@ -394,15 +405,18 @@ def read_latest(lake_root: str | Path, table: str = ITEM_TO_ITEM, attempts: int 
 def _retain(path: Path, keep: int) -> tuple[str, ...]:
     """Delete the data files of all but the newest ``keep`` run dates' commits; return the dates removed.
 
-    Delta's vacuum deletes the files that neither the current snapshot nor the commits it is told to
-    keep reference. Its retention is a time, and every commit of a test lands within one second, so it
-    runs with no time threshold and names the commits to keep instead (``keep_versions``). ``full``
-    also deletes data files that no commit ever referenced (left by a publish killed before its commit).
+    "Newest" is by the version of each date's latest publish (a rollback's restore commit does not make
+    its date newer), never by the run date's name: after the clock stepped back, the run just published
+    has an older date than the ones before it, and must still be kept. Delta's vacuum
+    deletes the files that neither the current snapshot nor the commits it is told to keep reference.
+    Its retention is a time, and every commit of a test lands within one second, so it runs with no
+    time threshold and names the commits to keep instead (``keep_versions``). ``full`` also deletes
+    data files that no commit ever referenced (left by a publish killed before its commit).
     """
     delta = DeltaTable(path)
     runs = _runs(delta)
     before = _dates(path, runs)
-    kept = set(before[-keep:])
+    kept = set(_newest_dates(path, runs, keep))
     delta.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False, full=True,
                  keep_versions=[c["version"] for c in runs if c["run_date"] in kept and _readable(path, c)])
     removed = tuple(sorted(set(before) - set(_dates(path, runs))))
@@ -411,13 +425,23 @@ def _retain(path: Path, keep: int) -> tuple[str, ...]:
     return removed
 
 
+def _newest_dates(path: Path, runs: list[dict], keep: int) -> list[str]:
+    """The run dates of the ``keep`` most recently published readable runs, by commit version."""
+    dates: list[str] = []
+    for run in reversed(runs):  # _runs is in version order
+        if run["run_date"] not in dates and not run["restore"] and _readable(path, run):
+            dates.append(run["run_date"])
+    return dates[:keep]
+
+
 def _open(path: Path) -> DeltaTable | None:
     return DeltaTable(path) if DeltaTable.is_deltatable(str(path)) else None
 
 
 def _runs(delta: DeltaTable | None) -> list[dict]:
     """The commits that record a run (publishes and restores), oldest first, with their run metadata."""
-    runs = [{**{k: info[k] for k in RUN_KEYS}, "version": info["version"], "timestamp": info["timestamp"]}
+    runs = [{**{k: info[k] for k in RUN_KEYS}, "version": info["version"], "timestamp": info["timestamp"],
+             "restore": "restored_version" in info}
             for info in (delta.history() if delta else []) if all(k in info for k in RUN_KEYS)]
     for run in runs:
         run["metrics"], run["rows"], run["files"] = json.loads(run["metrics"]), int(run["rows"]), json.loads(run["files"])

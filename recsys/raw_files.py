@@ -6,6 +6,12 @@ encoding, a wrong field count, a missing column, a truncated gzip. Typing and va
 afterwards in Spark SQL (``recsys.ingest``). Every line read comes out exactly once, either with
 fields or with a reason, so the ingest accounting can balance; a ``sequence`` line
 (``user item item ...``) comes out once per item, so there a row is one (user, item) position.
+
+One broken file never fails the task: whatever a parser raises ends that file with one row whose reason
+starts with ``file unreadable`` (``FILE_FAILURES``), after the rows read before it; the other files of
+the task go on. Ids from JSON and Parquet, which may be numbers, are rendered canonically
+(``canonical_id``): ``7``, ``7.0`` and ``"7"`` are the same id, while a NaN, an infinity, a boolean, an
+object or a list is no id and its row is quarantined.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ import csv
 import gzip
 import io
 import json
+import math
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,6 +42,12 @@ PARSED_SCHEMA = pa.schema(
 PARSED_DDL = ", ".join(f"{f.name} {'bigint' if f.type == pa.int64() else 'string'}" for f in PARSED_SCHEMA)
 BATCH_ROWS = 50_000
 GZIP_MAGIC = b"\x1f\x8b"
+# Reasons that end a file's read: ingest marks such a file failed in the manifest.
+FILE_FAILURES = ("file unreadable", "unreadable Parquet file")
+ID_FIELDS = {"user_id": "user id", "item_id": "item id", "session_raw": "session id"}
+# A line is already in memory when it is split, so the csv module's 128 KiB field limit protects nothing;
+# over-long ids are quarantined afterwards (ingest.max_field_chars).
+csv.field_size_limit(2**31 - 1)
 
 # The synthetic clock of format "sequence" (see ColumnMapping.format): a user's items but the last one
 # second apart from 2000-01-01 00:00:00 UTC (one session, one training day), the last item alone at
@@ -123,10 +137,13 @@ class _Batch:
 
     source_file: str
 
+    last_line: int = 0  # the line of the last row added, kept across flushes: where a broken file stopped
+
     def __post_init__(self) -> None:
         self.columns: dict[str, list] = {name: [] for name in PARSED_SCHEMA.names}
 
     def add(self, line: int, raw: str | None, fields: dict[str, str | None] | None, reason: str | None) -> None:
+        self.last_line = line
         cols = self.columns
         cols["source_file"].append(self.source_file)
         cols["line"].append(line)
@@ -159,12 +176,47 @@ def _null(value: str | None, markers: frozenset[str]) -> str | None:
     return None if value in markers else value
 
 
-def _pick_fields(record: dict[str, object], mapping: ColumnMapping, markers: frozenset[str]) -> dict[str, str | None]:
+def canonical_id(value: object) -> tuple[str | None, str | None]:
+    """A JSON or Parquet value as id text, or (None, what makes it no id). Integral numbers are written as
+    integers (``7.0`` -> ``"7"``), so an id means the same whether a log wrote it as text or number."""
+    if value is None or isinstance(value, str):
+        return value, None
+    if isinstance(value, bool):
+        return None, f"is a boolean ({str(value).lower()})"
+    if isinstance(value, int):
+        return str(value), None
+    if isinstance(value, (float, Decimal)):
+        if isinstance(value, float) and not math.isfinite(value) or isinstance(value, Decimal) and not value.is_finite():
+            return None, "is NaN" if value != value else f"is infinite ({value})"
+        return (str(int(value)), None) if value == int(value) else (str(value), None)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8"), None
+        except UnicodeDecodeError:
+            return None, "is bytes that are not UTF-8"
+    return None, f"is not a string or a number ({type(value).__name__}: {_clip(value)})"
+
+
+def _clip(value: object, chars: int = 60) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= chars else text[:chars] + "..."
+
+
+def _pick_fields(record: dict[str, object], mapping: ColumnMapping,
+                 markers: frozenset[str]) -> tuple[dict[str, str | None], str | None]:
+    """The canonical fields of one record, and the first reason its ids cannot be ids (None: they can)."""
     picked: dict[str, str | None] = {}
+    reason = None
     for field, column in source_columns(mapping).items():
         value = record.get(column) if column else None
-        picked[field] = _null(None if value is None else str(value), markers)
-    return picked
+        if field in ID_FIELDS:
+            text, problem = canonical_id(value)
+            if problem and reason is None:
+                reason = f"{ID_FIELDS[field]} {problem} (column '{column}')"
+            picked[field] = _null(text, markers) or None  # an empty id is no id, whatever the null markers
+        else:
+            picked[field] = _null(None if value is None else str(value), markers)
+    return picked, reason
 
 
 def _decoded_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
@@ -227,7 +279,7 @@ def _add_csv_row(batch: _Batch, line_no: int, text: str, header: list[str], mapp
     if len(values) != len(header):
         batch.add(line_no, text, None, f"expected {len(header)} fields, got {len(values)}")
         return
-    batch.add(line_no, text, _pick_fields(dict(zip(header, values)), mapping, markers), None)
+    batch.add(line_no, text, *_pick_fields(dict(zip(header, values)), mapping, markers))
 
 
 def _parse_jsonl(path: Path, mapping: ColumnMapping, batch: _Batch) -> Iterator[pa.RecordBatch]:
@@ -249,10 +301,13 @@ def _add_json_row(batch: _Batch, line_no: int, text: str, mapping: ColumnMapping
     except json.JSONDecodeError as exc:
         batch.add(line_no, text, None, f"malformed JSON: {exc.msg} at column {exc.colno}")
         return
+    except (ValueError, RecursionError) as exc:  # a number over 4300 digits, nesting deeper than the stack
+        batch.add(line_no, text, None, f"malformed JSON: {type(exc).__name__}: {str(exc)[:200]}")
+        return
     if not isinstance(record, dict):
         batch.add(line_no, text, None, "JSON line is not an object")
         return
-    batch.add(line_no, text, _pick_fields(record, mapping, markers), None)
+    batch.add(line_no, text, *_pick_fields(record, mapping, markers))
 
 
 def _parse_parquet(path: Path, mapping: ColumnMapping, batch: _Batch) -> Iterator[pa.RecordBatch]:
@@ -271,7 +326,7 @@ def _parse_parquet(path: Path, mapping: ColumnMapping, batch: _Batch) -> Iterato
             if missing:
                 batch.add(row_no, raw, None, missing)
             else:
-                batch.add(row_no, raw, _pick_fields(record, mapping, markers), None)
+                batch.add(row_no, raw, *_pick_fields(record, mapping, markers))
         if len(batch) >= BATCH_ROWS:
             yield batch.flush()
 
@@ -343,7 +398,11 @@ def parse_file(path: Path, file_format: str, mapping: ColumnMapping) -> Iterator
     batch = _Batch(source_file=str(path))
     parser = {"csv": _parse_csv, "jsonl": _parse_jsonl, "parquet": _parse_parquet,
               "sequence": _parse_sequence}[file_format]
-    yield from parser(path, mapping, batch)
+    try:
+        yield from parser(path, mapping, batch)
+    except Exception as exc:  # noqa: BLE001 - whatever breaks one file must not fail the others of its task
+        line = batch.last_line
+        batch.add(line + 1, None, None, f"file unreadable after line {line}: {type(exc).__name__}: {str(exc)[:500]}")
     if len(batch):
         yield batch.flush()
 

@@ -1,4 +1,5 @@
-"""The run report: a Markdown page with the metrics table, the window and seed, the stages' counts,
+"""The run report: a Markdown page with the metrics tables (item-to-item, next-item, user-to-item), the
+window and seed, the stages' counts,
 one precision-recall plot per model, the PyTorch models' learning curves (validation AUC-ROC per
 epoch) and what publishing did, so every figure says which data, split and seed produced it.
 It is written once, at the end of a run, from the stages' results."""
@@ -144,14 +145,61 @@ def user_section(users: dict | None, context: dict, plots: Path) -> list[str]:
     return lines
 
 
-def metrics_markdown(metrics: pa.Table) -> str:
+def metrics_markdown(metrics: pa.Table, n: int | None = None) -> str:
+    """The item-to-item table: next-item Recall@N / MRR@N (when measured, N = publish.top_n), then the pair metrics."""
     k = metrics.column("k")[0].as_py()
-    lines = [f"| model | AUC-ROC (all) | AUC-ROC (seen) | AUC-ROC (cold) | HitRate@{k} | train s |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for row in metrics.to_pylist():
-        lines.append(f"| {row['model']} | {_fmt(row['auc'])} | {_fmt(row['auc_seen'])} | {_fmt(row['auc_cold'])} "
+    rows = metrics.to_pylist()
+    with_next = n is not None and any(_finite(r.get("next_recall")) for r in rows)
+    head = (f"| model | next Recall@{n} (95% CI) | next MRR@{n} | " if with_next else "| model | ") + \
+        f"AUC-ROC (all) | AUC-ROC (seen) | AUC-ROC (cold) | HitRate@{k} | train s |"
+    lines = [head, "|---|" + "---:|" * (7 if with_next else 5)]
+    for row in rows:
+        first = (f"{_with_interval(row, 'next_recall')} | {_fmt(row.get('next_mrr'))} | " if with_next else "")
+        lines.append(f"| {row['model']} | {first}{_fmt(row['auc'])} | {_fmt(row['auc_seen'])} | {_fmt(row['auc_cold'])} "
                      f"| {_fmt(row['hit_rate'])} | {row['train_seconds']:.1f} |")
     return "\n".join(lines)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not math.isnan(value)
+
+
+def _with_interval(row: dict, metric: str) -> str:
+    """``0.4123 (0.40..0.42)``: a figure and its bootstrap interval, when there is one."""
+    lo, hi = row.get(f"{metric}_lo"), row.get(f"{metric}_hi")
+    interval = f" ({lo:.4f}..{hi:.4f})" if _finite(lo) and _finite(hi) else ""
+    return _fmt(row.get(metric)) + interval
+
+
+def next_item_markdown(rows: list[dict], ks: list[int], n: int | None = None) -> str:
+    """The next-item table: Recall@K and MRR@K for each K, those at ``n`` (else the largest K) with their 95%
+    bootstrap intervals."""
+    k_max = n if n in ks else max(ks)
+    head = [f"next_recall@{k}" for k in ks] + [f"next_mrr@{k}" for k in ks]
+    lines = ["| model | " + " | ".join(h.replace("next_", "") for h in head) + " | predictions | sessions |",
+             "|---|" + "---:|" * (len(head) + 2)]
+    for row in rows:
+        cells = [_with_interval(row, h) if h.endswith(f"@{k_max}") else _fmt(row.get(h)) for h in head]
+        lines.append(f"| {row['model']} | " + " | ".join(cells) + f" | {row['predictions']} | {row['sessions']} |")
+    return "\n".join(lines)
+
+
+def next_item_section(next_item: dict | None) -> list[str]:
+    """The report's next-item part: ``next_item`` holds ``rows``, ``holdout``, ``champion``, ``metric``, ``n``."""
+    if not next_item or not next_item.get("rows"):
+        return []
+    holdout, ks = next_item["holdout"], list(next_item["holdout"].get("ks") or [])
+    types = ", ".join(holdout.get("event_types") or []) or "all event types"
+    lines = ["## Next-item metrics", "",
+             f"- {holdout.get('predictions', 0)} predictions from {holdout.get('sessions', 0)} test-day sessions ({types}; "
+             f"repeats {'collapsed' if holdout.get('collapse_repeats') else 'kept'}; items unseen in training dropped, "
+             "then sessions under 2 items): at every position after the first, the next item looked up in the model's "
+             "top K. Sequence models answer from the session so far, item-to-item models from its last item "
+             "(their published neighbour list); intervals: 95% bootstrap over test sessions.",
+             f"- the item-to-item champion is picked by `{next_item['metric']}` "
+             f"(next-item figures at N = publish.top_n = {next_item['n']}): **{next_item['champion'] or 'none'}**",
+             "", next_item_markdown(list(next_item["rows"]), ks, next_item["n"]), ""]
+    return lines
 
 
 def comparison_lines(metrics: pa.Table) -> list[str]:
@@ -176,7 +224,8 @@ def comparison_lines(metrics: pa.Table) -> list[str]:
 
 def write_report(path: Path, metrics: pa.Table, context: dict, champion: str, metric: str,
                  stage_counts: dict[str, dict], curves: dict[str, list[dict]] | None = None,
-                 publication: str = "", pr_plots: Path | None = None, users: dict | None = None) -> Path:
+                 publication: str = "", pr_plots: Path | None = None, users: dict | None = None,
+                 next_item: dict | None = None) -> Path:
     """The report of one run; the precision-recall plots are the evaluate stage's ``pr_<model>.png`` in
     ``pr_plots`` (default: ``plots/`` beside the report; a cached evaluation's are in its own run's folder)."""
     pr_plots = pr_plots or path.parent / "plots"
@@ -186,8 +235,10 @@ def write_report(path: Path, metrics: pa.Table, context: dict, champion: str, me
         f"# Nightly run {context['run_id']}",
         "",
         f"- dataset: **{context['dataset']}**; split: {split} (UTC event days); seed: {context['seed']}",
-        *(_item_lines(metrics, context, champion, metric, curves, publication, pr_plots, path) if metrics.num_rows else
+        *(_item_lines(metrics, context, champion, metric, curves, publication, pr_plots, path,
+                      (next_item or {}).get("n")) if metrics.num_rows else
           ["", "## Item-to-item", "", "No item-to-item model in `train.models`: nothing evaluated or published.", ""]),
+        *next_item_section(next_item),
         *user_section(users, context, path.parent / "plots"),
         "## Stages",
         "",
@@ -197,7 +248,7 @@ def write_report(path: Path, metrics: pa.Table, context: dict, champion: str, me
 
 
 def _item_lines(metrics: pa.Table, context: dict, champion: str, metric: str, curves: dict | None, publication: str,
-                pr_plots: Path, path: Path) -> list[str]:
+                pr_plots: Path, path: Path, n: int | None = None) -> list[str]:
     return [
         f"- holdout: {metrics.column('positives')[0].as_py()} co-occurring test-day pairs "
         f"({metrics.column('positives_seen')[0].as_py()} with both items seen in training, "
@@ -207,7 +258,7 @@ def _item_lines(metrics: pa.Table, context: dict, champion: str, metric: str, cu
         "",
         "## Item-to-item metrics",
         "",
-        metrics_markdown(metrics),
+        metrics_markdown(metrics, n),
         "",
         *comparison_lines(metrics),
         "",

@@ -21,6 +21,7 @@ from recsys.catalog import CATALOG_FILE, Catalog, build_catalog
 from recsys.lake import PAIRS_FILE, read_walks, replace_dir, temporary_sibling
 from recsys.models import model_class, spec_of
 from recsys.models.base import Model, TrainingInputs, ValidationPairs
+from recsys.sequences import has_sequences, load_sequences
 from recsys.transition import TransitionTable, load_item_stats
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def load_training_inputs(graph_dir: Path, walks_dir: Path | None = None, validat
                          seed: int = 0, threads: int = 1, users: UserMatrixSettings | None = None,
                          device: str = "cpu") -> TrainingInputs:
     """Everything a model may train on, read once; walks only when ``walks_dir`` is given, the user x
-    item matrix only when ``users`` is (``load_user_matrix``)."""
+    item matrix only when ``users`` is (``load_user_matrix``), the sequences when the graph stage wrote them."""
     table = TransitionTable.load(graph_dir)
     catalog = Catalog.load(graph_dir) if (graph_dir / CATALOG_FILE).exists() else build_catalog(table, None)
     walks = read_walks(walks_dir).combine_chunks() if walks_dir is not None else None
@@ -82,6 +83,8 @@ def load_training_inputs(graph_dir: Path, walks_dir: Path | None = None, validat
                             validation=read_validation_pairs(validation_dir), seed=seed, threads=threads, device=device)
     if users is not None:
         inputs.interactions, inputs.user_validation, inputs.user_history = load_user_matrix(graph_dir, users)
+    if has_sequences(graph_dir):
+        inputs.sequences = load_sequences(graph_dir)
     return inputs
 
 

@@ -11,6 +11,8 @@ A run's outcome (docs/operations.md, "What a run ends in"):
 | the lake has no events or no training day for the window | ``Failed`` | 4 |
 | the input batch is all or mostly quarantined (``IngestRejected``) | ``Failed`` | 3 |
 | a bad configuration | none starts | 2 |
+| a top-N or K above the number of items in the run's graph (``CatalogueTooSmall``) | ``Failed``, before training | 2 |
+| another live run holds the lake lock (``recsys run``, ``ingest``, ``rollback``) | none starts | 5 |
 | any other error | ``Failed`` | 1 |
 """
 
@@ -21,13 +23,14 @@ from typing import Any
 
 from prefect.states import Completed, State
 
+from recsys.config import CatalogueTooSmall
 from recsys.ingest import IngestRejected
 from recsys.lake import Lake
 from recsys.publish import PublishResult, SCHEMAS, latest_file, published_dates, rollback, run_outcome
 from recsys.timewindow import InsufficientData
 from tasks.lock import LakeLock
 
-EXIT_OK, EXIT_ERROR, EXIT_BAD_CONFIG, EXIT_INPUT_REJECTED, EXIT_DATA_SHORT = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_ERROR, EXIT_BAD_CONFIG, EXIT_INPUT_REJECTED, EXIT_DATA_SHORT, EXIT_LAKE_BUSY = 0, 1, 2, 3, 4, 5
 
 
 def final_state(result: Any, *published: PublishResult | None) -> Any:
@@ -52,6 +55,8 @@ def exit_code(state: State) -> tuple[int, str]:
         return EXIT_INPUT_REJECTED, str(exc)
     except InsufficientData as exc:
         return EXIT_DATA_SHORT, str(exc)
+    except CatalogueTooSmall as exc:
+        return EXIT_BAD_CONFIG, str(exc)
     except Exception as exc:  # noqa: BLE001 - any other failure is the run's error, shown as such
         return EXIT_ERROR, f"{type(exc).__name__}: {exc}"
     return EXIT_ERROR, f"the run ended in state {state.name}: {state.message}"

@@ -22,13 +22,15 @@ from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
 from prefect.tasks import Task
 
 from recsys.config import EvaluateConfig, GraphConfig, IngestConfig, InteractionsConfig, PipelineConfig, PublishConfig, \
-    SparkConfig, TrainConfig, WalksConfig
+    SequencesConfig, SparkConfig, TrainConfig, WalksConfig
 from recsys.evaluate import EvaluateResult, evaluate_models
 from recsys.evaluate_users import evaluate_user_models
 from recsys.graph import GraphResult, build_graph
-from recsys.holdout import HoldoutResult, ValidationResult, build_holdout, build_validation, load_holdout, user_test_items
+from recsys.holdout import HoldoutResult, ValidationResult, build_holdout, build_validation, load_holdout, \
+    next_item_sessions, user_test_items
 from recsys.ingest import IngestRejected, IngestResult, ingest, reingest  # IngestRejected: for flows and the CLI
 from recsys.lake import Lake
+from recsys.next_item import evaluate_next_item
 from recsys.models import serving
 from recsys.models.base import ITEM_TO_ITEM, USER_TO_ITEM
 from recsys.publish import HOLDOUT_TOO_SMALL, NOT_SERVED, PublishResult, item_headline, item_to_item_table, \
@@ -78,6 +80,9 @@ def ingest_task(settings: IngestConfig, lake: Path, spark: SparkConfig, reingest
     result = (reingest(session, settings, Lake(lake), reingest_path) if reingest_path is not None
               else ingest(session, settings, Lake(lake)))
     _log_result("ingest", result)
+    for kind in ("skipped_paths", "changed_files", "failed_files"):
+        for path in getattr(result, kind):
+            get_run_logger().warning("ingest: %s: %s", kind.replace("_", " "), path)
     if not result.balanced:
         raise RuntimeError(f"ingest accounting does not balance: {result}")
     return result
@@ -93,14 +98,17 @@ def plan_task(config: PipelineConfig, ingested: IngestResult | None = None) -> R
 
 def _graph_reads(inputs: dict) -> tuple[dict, list[Path]]:
     plan: RunPlan = inputs["plan"]
-    settings = {"graph": inputs["settings"], **_window(plan), "validation": plan.validation}
+    settings = {"graph": inputs["settings"], **_window(plan), "validation": plan.validation,
+                "sequences": inputs.get("sequences")}
     return settings, _days(plan.train_from, plan.train_until, plan.lake) + [Lake(Path(plan.lake)).items]
 
 
 @task(name="graph", **_cached("graph", _graph_reads))
-def graph_task(settings: GraphConfig, plan: RunPlan, spark: SparkConfig) -> GraphResult:
+def graph_task(settings: GraphConfig, plan: RunPlan, spark: SparkConfig,
+               sequences: SequencesConfig | None = None) -> GraphResult:
+    """The item graph, the user x item matrix and (with ``sequences``: a sequence model is listed) the sessions."""
     result = build_graph(spark_session(spark), settings, Lake(Path(plan.lake)), plan.window, plan.paths.graph,
-                         plan.validation)
+                         plan.validation, sequences)
     _log_result("graph", result)
     return result
 
@@ -174,7 +182,8 @@ def _evaluate_reads(inputs: dict) -> tuple[dict, list[Path]]:
     trained: TrainResult = inputs["trained"]
     user_models = tuple(m.name for m in trained.models if USER_TO_ITEM in m.serves)
     settings = {"evaluate": inputs["settings"], "pair_rule": inputs["pair_rule"], "metric": inputs["champion_metric"],
-                "user_metric": inputs.get("user_metric", "ndcg@20"),
+                "user_metric": inputs.get("user_metric", "ndcg@20"), "sequences": inputs.get("sequences"),
+                "top_n": inputs.get("top_n"),
                 "users": inputs.get("users", InteractionsConfig()) if user_models else None,
                 "run_id": plan.run_id, "dataset": plan.dataset, **_window(plan)}
     models = [Path(m.path) for m in trained.models]
@@ -184,18 +193,32 @@ def _evaluate_reads(inputs: dict) -> tuple[dict, list[Path]]:
 @task(name="evaluate", **_cached("evaluate", _evaluate_reads))
 def evaluate_task(settings: EvaluateConfig, pair_rule: GraphConfig, champion_metric: str, graph: GraphResult,
                   trained: TrainResult, plan: RunPlan, spark: SparkConfig, user_metric: str = "ndcg@20",
-                  users: InteractionsConfig = InteractionsConfig()) -> EvaluateResult:
-    """Item-to-item models on the co-occurring test pairs; user-to-item models by full ranking of the test days."""
+                  users: InteractionsConfig = InteractionsConfig(), sequences: SequencesConfig = SequencesConfig(),
+                  top_n: int = 20) -> EvaluateResult:
+    """Item-to-item models on the co-occurring test pairs and (with the sequence models) on next-item
+    prediction of the test sessions; user-to-item models by full ranking of the test days."""
     serve_users = any(USER_TO_ITEM in m.serves for m in trained.models)
     inputs = load_training_inputs(Path(graph.path), seed=plan.seed, users=users if serve_users else None)
-    session, holdout = spark_session(spark), None
+    session, holdout, next_rows, next_holdout = spark_session(spark), None, (), {}
+    lake = Lake(Path(plan.lake))
     if any(ITEM_TO_ITEM in m.serves for m in trained.models):
-        built: HoldoutResult = build_holdout(session, Lake(Path(plan.lake)), plan.window, pair_rule, settings,
+        built: HoldoutResult = build_holdout(session, lake, plan.window, pair_rule, settings,
                                              inputs.catalog, plan.seed, plan.paths.holdout)
         _log_result("holdout", built)
         holdout = load_holdout(plan.paths.holdout)
+        tests = next_item_sessions(session, lake, plan.window, sequences, inputs.catalog, pair_rule.max_session_length,
+                                   settings.next_item_sessions, plan.seed)
+        ks = tuple(sorted(set(settings.ks) | {top_n}))
+        next_rows = evaluate_next_item(trained, inputs, tests, ks, settings.bootstrap, plan.seed, plan.context(),
+                                       plan.paths.next_item_metrics)
+        next_holdout = {"n": top_n, "sessions": len(tests), "predictions": int(tests.lengths.sum() - len(tests)), "ks": list(ks),
+                        "event_types": list(sequences.event_types or ()), "collapse_repeats": sequences.collapse_repeats}
+        get_run_logger().info("evaluate: next item on %d test sessions (%d predictions)", next_holdout["sessions"],
+                              next_holdout["predictions"])
     result = evaluate_models(trained, inputs, holdout, settings.k, champion_metric, plan.context(), plan.paths.metrics,
-                             plan.paths.plots, settings.min_positives)
+                             plan.paths.plots, settings.min_positives, next_rows, top_n)
+    result = dataclasses.replace(result, next_item_path=str(plan.paths.next_item_metrics) if next_rows else "",
+                                 next_item_holdout=next_holdout)
     get_run_logger().info("evaluate: item-to-item champion %s; metrics %s", result.champion or "none",
                           result.metrics_path or "none")
     if serve_users:
@@ -260,8 +283,8 @@ def publish_users_task(settings: PublishConfig, users: InteractionsConfig, evalu
                        or "no user-to-item model could be evaluated on the test days", HOLDOUT_TOO_SMALL)
     inputs = load_training_inputs(Path(graph.path), seed=plan.seed, users=users)
     model = load_model(champion, Path(trained.model(champion).path), inputs)
-    recs = user_to_item_table(model, inputs.user_history if settings.exclude_seen else None, settings.user_top_n,
-                              plan.run_id)
+    exclude_seen = settings.exclude_seen and not getattr(model, "recommend_seen", False)
+    recs = user_to_item_table(model, inputs.user_history if exclude_seen else None, settings.user_top_n, plan.run_id)
     row = next(r for r in evaluation.user_rows if r["model"] == champion)
     result = publish_table(lake, USER_TO_ITEM, recs, plan.run_date, plan.run_id, champion, user_headline(row),
                            evaluation.user_metric, settings.tolerance, settings.retention, evaluation.min_users)
@@ -319,10 +342,13 @@ def publication_text(result: PublishResult, run_date: str) -> str:
 def report_task(plan: RunPlan, ingested: IngestResult | None, graph: GraphResult, validation: ValidationResult | None,
                 walks: WalksResult, trained: TrainResult, evaluation: EvaluateResult,
                 published: PublishResult, published_users: PublishResult | None = None,
-                settings: EvaluateConfig = EvaluateConfig()) -> ReportResult:
+                settings: EvaluateConfig = EvaluateConfig(), top_n: int = 20) -> ReportResult:
     """The run's report, written once from every stage's result, and shown as the run's markdown artifact."""
     stages = {"ingest": ingested, "graph": graph, "validation": validation, "walks": walks}
     counts = {name: _flat(result) for name, result in stages.items() if result is not None}
+    if ingested is not None:  # what ingest did not read or commit, by name: nothing is left out silently
+        counts["ingest"].update({kind: "; ".join(getattr(ingested, kind)) for kind in
+                                 ("skipped_paths", "changed_files", "failed_files") if getattr(ingested, kind)})
     for m in trained.models:
         for warning in m.warnings:
             get_run_logger().warning("train: %s", warning)
@@ -336,18 +362,28 @@ def report_task(plan: RunPlan, ingested: IngestResult | None, graph: GraphResult
                  "metric": evaluation.user_metric, "ks": settings.ks, "repeat_items": settings.repeat_items,
                  "curves": {m.name: list(m.curve) for m in trained.models if m.curve and USER_TO_ITEM in m.serves},
                  "publication": publication_text(published_users, plan.run_date)}
+    next_item = {"rows": evaluation.next_item_rows, "holdout": evaluation.next_item_holdout, "n": top_n,
+                 "champion": evaluation.champion, "metric": evaluation.metric} if evaluation.next_item_rows else None
     path = write_report(plan.paths.report, metrics, plan.context(), evaluation.champion, evaluation.metric, counts,
-                        item_curves, publication_text(published, plan.run_date), Path(evaluation.plots_path), users)
+                        item_curves, publication_text(published, plan.run_date), Path(evaluation.plots_path), users,
+                        next_item)
     create_markdown_artifact(key="report", markdown=path.read_text(),
                              description=f"Report of run {plan.run_id} ({plan.dataset}), at {path}")
     window = (f"{plan.dataset}; train {plan.train_from}..{plan.train_until}, test {plan.test_from}..{plan.run_date}; "
               f"seed {plan.seed}")
     if evaluation.rows:
-        columns = ["model", "auc", "auc_seen", "auc_cold", "hit_rate", "k", "positives", "train_seconds", "dataset", "seed"]
+        columns = ["model", "next_recall", "next_mrr", "predictions", "auc", "auc_seen", "auc_cold", "hit_rate", "k",
+                   "positives", "train_seconds", "dataset", "seed"]
         create_table_artifact(
             key="item-to-item-metrics", table=[{c: _json_number(row[c]) for c in columns} for row in evaluation.rows],
             description=f"Item-to-item metrics of run {plan.run_id} ({window}); champion {evaluation.champion} by "
                         f"{evaluation.metric}")
+    if evaluation.next_item_rows:
+        create_table_artifact(
+            key="next-item-metrics",
+            table=[{c: _json_number(v) for c, v in row.items()} for row in evaluation.next_item_rows],
+            description=f"Next-item metrics of run {plan.run_id} ({window}) on {evaluation.next_item_holdout.get('sessions')} "
+                        f"test sessions")
     create_markdown_artifact(key="published-item-to-item", markdown=publication_text(published, plan.run_date))
     if users is not None:
         create_table_artifact(

@@ -7,7 +7,8 @@ named by ``RECSYS_PAUSE_SIGNAL`` and waits to be killed:
 
 - ``walks``: the walks are written to their staging folder but not yet moved into place;
 - ``train``: the first model is saved, the next not yet trained;
-- ``publish``: the table's data file is written, the Delta commit not yet made.
+- ``publish``: the table's data file is written, the Delta commit not yet made;
+- ``lock``: the flow runs (Prefect's temporary server is up) and holds the lake lock; no stage has started.
 """
 
 from __future__ import annotations
@@ -51,10 +52,12 @@ def install(point: str) -> None:
     import recsys.publish
     import recsys.train
     import recsys.walks
+    import tasks.lock
 
     {"walks": lambda: _before(recsys.walks, "replace_dir"),
      "train": lambda: _after(recsys.train, "save_model"),
-     "publish": lambda: _before(recsys.publish, "_commit")}[point]()
+     "publish": lambda: _before(recsys.publish, "_commit"),
+     "lock": lambda: _before(tasks.lock, "remove_leftovers")}[point]()
 
 
 def run_cli_with_pause(argv: list[str]) -> int:

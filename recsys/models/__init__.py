@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from recsys.models.params import GMFParams, LightGCNParams, MFBPRParams, MFParams, MLPParams, NeuMFParams, NGCFParams, \
-    NoParams, SideInfoParams, SkipGramParams, Word2VecParams
+from recsys.models.params import AttRecParams, GMFParams, GRU4RecParams, LightGCNParams, MFBPRParams, MFParams, MLPParams, NeuMFParams, NGCFParams, \
+    NoParams, SideInfoParams, SKNNParams, SkipGramParams, Word2VecParams
 
 ITEMS, USERS, BOTH = frozenset({"item_to_item"}), frozenset({"user_to_item"}), frozenset({"item_to_item", "user_to_item"})
 
@@ -30,6 +30,7 @@ class ModelSpec:
     baseline: bool = False  # a floor the other models are compared with in the report
     curves: bool = False  # records a validation AUC per epoch: wants validation pairs held out of training
     tables: frozenset[str] = ITEMS  # the published tables it can fill (its class's ``serves``, known without importing it)
+    sequences: bool = False  # a next-item model (``SequenceModel``): trains on the run's sequences, answers from a prefix
 
 
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
@@ -47,6 +48,9 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("gmf", "recsys.models.gmf:GMFModel", GMFParams, "gmf", tables=USERS),
     ModelSpec("mlp", "recsys.models.mlp:MLPModel", MLPParams, "mlp", tables=USERS),
     ModelSpec("neumf", "recsys.models.neumf:NeuMFModel", NeuMFParams, "neumf", tables=USERS),
+    ModelSpec("gru4rec", "recsys.models.gru4rec:GRU4RecModel", GRU4RecParams, "gru4rec", tables=BOTH, sequences=True),
+    ModelSpec("attrec", "recsys.models.attrec:AttRecModel", AttRecParams, "attrec", tables=BOTH, sequences=True),
+    ModelSpec("sknn", "recsys.models.sknn:SKNNModel", SKNNParams, "sknn", baseline=True, tables=BOTH, sequences=True),
 )}
 
 
@@ -73,6 +77,11 @@ def baselines() -> tuple[str, ...]:
 def serving(table: str, names: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """The models (of ``names``, else all registered) that can fill ``table``."""
     return tuple(n for n in (REGISTRY if names is None else names) if table in REGISTRY[n].tables)
+
+
+def sequence_models(names: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The next-item models (of ``names``, else all registered): they read the run's sequences."""
+    return tuple(n for n in (REGISTRY if names is None else names) if REGISTRY[n].sequences)
 
 
 def with_curves() -> tuple[str, ...]:

@@ -10,7 +10,8 @@ pipeline config. It declares which tables it can serve (``serves``):
   catalogue's index space. An item the model knows nothing about has index -1 or no vector; it
   scores the model's fallback and has no neighbours.
 - ``UserModel`` (user-to-item): scores of a batch of users over all items.
-- ``SequenceModel`` (next item): scores over all items of the item that follows each sequence.
+- ``SequenceModel`` (next item): scores over all items of the item that follows each position of a
+  sequence; it serves the other two tables through the continuation of a sequence (see the class).
 
 Models persist as plain arrays and JSON (never pickle).
 """
@@ -33,6 +34,7 @@ from recsys.transition import TransitionTable
 
 if TYPE_CHECKING:
     from recsys.interactions import Interactions
+    from recsys.sequences import Sequences
 
 FALLBACK_SCORE = 0.0
 ITEM_TO_ITEM, USER_TO_ITEM, NEXT_ITEM = "item_to_item", "user_to_item", "next_item"
@@ -101,6 +103,7 @@ class TrainingInputs:
     user_validation: Interactions | None = None  # held out of ``interactions`` (same ids and indices): learning curves
     user_history: Interactions | None = None  # both together: what each user had in the training window
     device: str = "cpu"  # where PyTorch models train ("cpu" or "cuda"), resolved from train.device
+    sequences: Sequences | None = None  # the training window's sessions in time order (catalogue indices), for sequence models
 
     @cached_property
     def flat_walks(self):
@@ -163,12 +166,121 @@ class UserModel(Model):
         Higher is better; ``-inf`` marks an item the model must never recommend to that user."""
 
 
-class SequenceModel(Model):
-    serves = frozenset({NEXT_ITEM})
+class SequenceModel(ItemModel, UserModel):
+    """A next-item model over catalogue indices (``recsys.sequences``): given the items of a sequence so far
+    (and its user, for models with user embeddings), scores over all catalogue items of the item that follows.
+
+    A subclass implements ``position_scores`` and ``known_items`` (and ``fit``/``save``/``load``, where
+    ``load`` ends with ``bind(inputs)``); this class turns them into the other two tables, so every
+    sequence model serves all three the same way: item-to-item is the continuation of a one-item
+    sequence (``similar``, ``pair_scores``); user-to-item is the continuation of the user's most recent
+    training sequence (``user_scores``, in the index spaces of the run's user x item matrix, a user
+    without a sequence scored by training popularity). ``recommend_seen`` says whether a user's
+    published rows may repeat items the user already had (sessions repeat items: True by default).
+    """
+
+    serves = frozenset({NEXT_ITEM, ITEM_TO_ITEM, USER_TO_ITEM})
+    n_items: int
+    recommend_seen: bool = True
+    block_cells: ClassVar[int] = 1 << 24  # score cells (rows x items) computed at once by the adapters
 
     @abstractmethod
-    def next_item_scores(self, items: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        """Scores over all items of the item after each sequence ``items[offsets[s]:offsets[s + 1]]``: ``(n_sequences, n_items)``."""
+    def position_scores(self, items: np.ndarray, offsets: np.ndarray, users: np.ndarray | None = None) -> np.ndarray:
+        """For every position of every sequence ``items[offsets[s]:offsets[s + 1]]``, float32 scores over all
+        ``n_items`` catalogue items of the item that follows it: shape ``(len(items), n_items)``. Row ``p``
+        depends only on the sequence's items up to ``p`` (and its user). ``users``: each sequence's user id
+        (object array), or None when unknown; a model without user embeddings ignores it."""
+
+    def last_scores(self, items: np.ndarray, offsets: np.ndarray, users: np.ndarray | None = None) -> np.ndarray:
+        """Scores of the item after the last one of each (non-empty) sequence: ``(n_sequences, n_items)``."""
+        return self.position_scores(items, offsets, users)[offsets[1:] - 1]
+
+    def bind(self, inputs: TrainingInputs) -> "SequenceModel":
+        """Keep what serving needs from the run's inputs (the training sequences, the user x item matrix)."""
+        self._inputs = inputs
+        return self
+
+    # -- item-to-item: the continuation of a one-item sequence ---------------------------------------
+
+    def _single_item_scores(self, nodes: np.ndarray) -> np.ndarray:
+        nodes = np.asarray(nodes, dtype=np.int64)
+        return self.last_scores(nodes, np.arange(len(nodes) + 1, dtype=np.int64), None)
+
+    def _rows_per_block(self) -> int:
+        return max(1, self.block_cells // max(self.n_items, 1))
+
+    def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        known = np.zeros(self.n_items, bool)
+        known[self.known_items()] = True
+        ok = known_pairs(a, b, self.n_items)
+        ok[ok] = known[a[ok]] & known[b[ok]]
+        out = np.full(len(a), FALLBACK_SCORE, dtype=np.float32)
+        anchors, inverse = np.unique(a[ok], return_inverse=True)
+        rows = self._rows_per_block()
+        where = np.flatnonzero(ok)
+        for first in range(0, len(anchors), rows):
+            scores = self._single_item_scores(anchors[first:first + rows])
+            in_block = (inverse >= first) & (inverse < first + rows)
+            out[where[in_block]] = scores[inverse[in_block] - first, b[where[in_block]]]
+        return out
+
+    def similar(self, nodes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        nodes = np.asarray(nodes, dtype=np.int64)
+        neighbours, scores = np.full((len(nodes), n), -1, np.int64), np.zeros((len(nodes), n), np.float32)
+        unseen = np.ones(self.n_items, bool)
+        unseen[self.known_items()] = False
+        ok = np.flatnonzero((nodes >= 0) & (nodes < self.n_items))
+        ok = ok[~unseen[nodes[ok]]]
+        rows = self._rows_per_block()
+        for first in range(0, len(ok), rows):
+            block = ok[first:first + rows]
+            values = self._single_item_scores(nodes[block]).astype(np.float32, copy=True)
+            values[:, unseen] = -np.inf
+            values[np.arange(len(block)), nodes[block]] = -np.inf
+            neighbours[block], scores[block] = top_n_rows(values, n)
+        return neighbours, scores
+
+    # -- user-to-item: the continuation of the user's latest sequence ---------------------------------
+
+    @cached_property
+    def _user_serving(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(latest training sequence of each user of the matrix or -1, catalogue index of each matrix item
+        or -1, the training popularity of each catalogue item) from the bound inputs."""
+        inputs = getattr(self, "_inputs", None)
+        if inputs is None or inputs.user_history is None or inputs.sequences is None:
+            raise ValueError(f"{self.name} serves users only when loaded with the run's sequences and user x item matrix")
+        history, sequences = inputs.user_history, inputs.sequences
+        latest = sequences.latest_per_user()
+        user_sequence = np.array([latest.get(str(u), -1) for u in history.user_ids], dtype=np.int64)
+        position = {str(item): i for i, item in enumerate(inputs.catalog.item_ids[:self.n_items])}
+        catalogue_of = np.array([position.get(str(i), -1) for i in history.item_ids], dtype=np.int64)
+        popularity = np.bincount(sequences.items, minlength=self.n_items)[:self.n_items].astype(np.float32)
+        return user_sequence, catalogue_of, popularity, history.user_ids
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        return self._user_serving[3]
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self._inputs.user_history.item_ids
+
+    def user_scores(self, users: np.ndarray) -> np.ndarray:
+        user_sequence, catalogue_of, popularity, user_ids = self._user_serving
+        users = np.asarray(users, dtype=np.int64)
+        scores = np.tile(popularity / max(float(popularity.max(initial=0.0)), 1.0) * 1e-3, (len(users), 1))
+        with_sequence = np.flatnonzero(user_sequence[users] >= 0)
+        if len(with_sequence):
+            chosen = self._inputs.sequences.take(user_sequence[users[with_sequence]])
+            scores[with_sequence] = self.last_scores(chosen.items, chosen.offsets, chosen.users)
+        unseen = np.ones(self.n_items, bool)
+        unseen[self.known_items()] = False
+        scores[:, unseen] = -np.inf
+        out = np.full((len(users), len(catalogue_of)), -np.inf, dtype=np.float32)
+        mapped = catalogue_of >= 0
+        out[:, mapped] = scores[:, catalogue_of[mapped]]
+        return out
 
 
 def known_pairs(a: np.ndarray, b: np.ndarray, n_known: int) -> np.ndarray:

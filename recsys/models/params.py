@@ -143,3 +143,60 @@ class NeuMFParams(MLPParams):
     pretrain: bool = Field(True, description="initialise from a GMF and an MLP trained first with these settings (the paper's pre-training); false trains NeuMF from scratch")
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the GMF half of the prediction layer after pre-training (1 - alpha for the MLP half)")
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimiser of NeuMF after pre-training (the paper: vanilla SGD); without pre-training Adam is used")
+
+
+class SequenceParams(Strict):
+    """What every sequence model (``recsys.models.base.SequenceModel``) shares."""
+
+    recommend_seen: bool = Field(True, description="whether a user's published user-to-item rows may repeat items the user already had (sessions repeat items; publish.exclude_seen applies only when this is false)")
+
+
+class GRU4RecParams(SequenceParams):
+    """GRU4Rec (``recsys.models.gru4rec``): Hidasi et al. 2016 with the 2018 "Top-k Gains" losses and
+    sampling. Names and defaults follow the official PyTorch implementation (its ``GRU4Rec`` class)."""
+
+    layers: tuple[int, ...] = Field((100,), min_length=1, description="hidden units of each GRU layer")
+    embedding: int = Field(0, ge=0, description="input embedding size when not constrained; 0 feeds the items one-hot (the first layer's input weights as a table, as wide as 3 x its units)")
+    constrained_embedding: bool = Field(True, description="the input item embeddings are the output ones, as wide as the last layer (official default)")
+    loss: Literal["cross-entropy", "bpr-max", "top1-max"] = Field("cross-entropy", description="loss over the sampled outputs (2018 paper)")
+    batch_size: int = Field(64, ge=1, description="parallel sessions per mini-batch (session-parallel, the 2016 paper's Figure 2)")
+    n_sample: int = Field(2048, ge=0, description="extra negatives per mini-batch, shared by the batch, drawn by popularity^sample_alpha")
+    sample_alpha: float = Field(0.5, ge=0, le=1, description="exponent of popularity in the negative sampling distribution (0 uniform, 1 popularity)")
+    bpreg: float = Field(1.0, ge=0, description="score regularisation weight of bpr-max (2018 paper); top1-max has its own fixed one")
+    elu_param: float = Field(0.5, ge=0, description="ELU(alpha=elu_param) on the scores before bpr-max / top1-max (official applies it to bpr-max only, never to cross-entropy); 0 turns it off")
+    logq: float = Field(0.0, ge=0, description="cross-entropy only: subtract logq * log(sampling probability) from each output score (official; its tuned YooChoose settings use 1)")
+    dropout_p_embed: float = Field(0.0, ge=0, lt=1, description="dropout on the input embedding (one-hot input: on the first layer's output)")
+    dropout_p_hidden: float = Field(0.0, ge=0, lt=1, description="dropout on the hidden state of each GRU layer")
+    learning_rate: float = Field(0.05, gt=0, description="Adagrad learning rate")
+    momentum: float = Field(0.0, ge=0, lt=1, description="momentum of Adagrad (official: Adagrad with momentum)")
+    n_epochs: int = Field(10, ge=1, description="passes over the training sessions")
+    init_std: float = Field(0.0, ge=0, description="weights start uniform in +-sqrt(6/(fan_in+fan_out)) per gate when 0 (official), else normal with this deviation")
+
+
+class AttRecParams(SequenceParams):
+    """AttRec (``recsys.models.attrec``): Zhang et al. 2018, "Next Item Recommendation with
+    Self-Attention": self-attention over the last ``L`` items (short-term intent) plus a user embedding
+    (long-term preference), Euclidean scores, hinge loss against sampled negatives on the next ``T`` items.
+    Defaults: the paper's and its authors' code's (DeepRec ``AttRec.py`` and ``test/testSeqRec.py``) for ML-100K."""
+
+    L: int = Field(5, ge=1, description="the last L items form the short-term sequence (authors' ML-100K run: 5)")
+    T: int = Field(3, ge=1, description="the next T items are the targets of each training example (authors: 3)")
+    omega: float = Field(0.2, ge=0, le=1, description="weight of the long-term (user) distance, 1 - omega the short-term one (authors' code: 0.2)")
+    dim: int = Field(100, ge=2, description="embedding dimension (authors' code: 100)")
+    margin: float = Field(0.5, gt=0, description="hinge loss margin (authors' code: 0.5)")
+    negatives: int = Field(1, ge=1, description="sampled negative items per target (authors' code: 1)")
+    lr: float = Field(0.001, gt=0, description="Adam learning rate")
+    l2: float = Field(0.001, ge=0, description="L2 weight on the squared norms of the embedding rows each example touches, averaged over the batch")
+    init_std: float = Field(0.001, gt=0, description="embeddings start normal with this deviation (authors: truncated normal, 0.001)")
+    batch_size: int = Field(1000, ge=1, description="training examples per Adam step (authors: 1000)")
+    epochs: int = Field(20, ge=1, description="passes over the training examples")
+
+
+class SKNNParams(SequenceParams):
+    """Session-kNN (``recsys.models.sknn``, Ludewig & Jannach 2018): neighbour sessions of the current one
+    among recent training sessions; V-SKNN weighs the current session's later items more."""
+
+    variant: Literal["vsknn", "sknn"] = Field("vsknn", description="vsknn: the current session's item at click i of n weighs i/n (session-rec's 'div'), dot product over its distinct items; sknn: cosine of binary sessions")
+    k: int = Field(100, ge=1, description="neighbour sessions whose items are scored")
+    sample_size: int = Field(500, ge=1, description="most recent training sessions sharing an item with the current one that are compared")
+    score_weighting: Literal["div", "same"] = Field("div", description="vsknn only: a neighbour's vote is divided by how many clicks back the current session last had one of its items (session-rec's default 'div'); same: no division")

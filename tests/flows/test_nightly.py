@@ -77,7 +77,13 @@ def test_nightly_flow_on_the_sample(prefect_harness, tmp_path):
     assert published.column_names == PUBLISHED_COLUMNS
     assert pc.sum(pc.equal(published.column("item_id"), published.column("rec_item_id"))).as_py() == 0
     per_item = published.group_by("item_id").aggregate([("rank", "count"), ("rank", "max")])
-    assert set(per_item.column("rank_count").to_pylist()) == {20} and set(per_item.column("rank_max").to_pylist()) == {20}
+    # the champion by next-item Recall@20 is item_knn: up to 20 rows per item, ranks 1..count
+    assert result.evaluate.metric == "next_recall" and result.evaluate.champion == "item_knn"
+    assert max(per_item.column("rank_count").to_pylist()) == 20
+    assert per_item.column("rank_count").to_pylist() == per_item.column("rank_max").to_pylist()
+    next_rows = {r["model"]: r for r in result.evaluate.next_item_rows}
+    assert next_rows["item_knn"]["next_recall@20"] > next_rows["popular"]["next_recall@20"]
+    assert "## Next-item metrics" in report
     pointer = json.loads((tmp_path / "lake" / "recommendations" / "_LATEST").read_text())
     assert pointer["run_date"] == result.plan.run_date and pointer["tables"]["item_to_item"]["model"] == result.evaluate.champion
 
@@ -102,7 +108,7 @@ def test_nightly_flow_on_the_sample(prefect_harness, tmp_path):
     cli = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--lake", str(tmp_path / "lake-2")], cwd=PROJECT_ROOT,
                          env=env, capture_output=True, text=True, timeout=900)
     assert cli.returncode == 0, cli.stdout[-3000:] + cli.stderr[-3000:]
-    for expected in ("item-to-item metrics", "user-to-item metrics", "word2vec", "published item_to_item:",
+    for expected in ("item-to-item metrics", "next-item metrics", "user-to-item metrics", "word2vec", "published item_to_item:",
                      "published user_to_item:", "report:", "run_date 2024-03-14"):
         assert expected in cli.stdout
     assert read_latest(tmp_path / "lake-2").equals(published)

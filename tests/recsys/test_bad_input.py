@@ -1,13 +1,18 @@
 """A corpus of broken raw files, ingested together: nothing crashes, every line is accounted for,
-and each broken line lands in quarantine with a reason that says what is wrong."""
+each broken line lands in quarantine with a reason that says what is wrong, and every path that is
+not read is named with its reason."""
 
 from __future__ import annotations
 
 import datetime as dt
 import gzip
+import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from recsys.config import IngestConfig
@@ -25,6 +30,15 @@ def _rows(n: int, offset: int = 0) -> list[str]:
 
 def _text(path: Path, text: str) -> None:
     path.write_text(text)
+
+
+def _json(**fields) -> str:
+    return json.dumps({"timestamp": "2024-03-01T11:00:00Z", "user_id": "u1", "item_id": "j1", "event_type": "view"} | fields)
+
+
+# paths under the input that are not read: name -> a fragment of the reason IngestResult gives
+SKIPPED = {"_SUCCESS": "hidden", ".in_progress.csv": "hidden", "linked_folder": "symbolic link to a folder",
+           "a_fifo.csv": "not a regular file"}
 
 
 def build_corpus(folder: Path) -> dict[str, tuple[int, int, str | None]]:
@@ -73,6 +87,31 @@ def build_corpus(folder: Path) -> dict[str, tuple[int, int, str | None]]:
     expect["broken.jsonl"] = (3, 2, "JSON")
     (folder / "garbage.parquet").write_bytes(b"PAR1 this is not parquet at all")
     expect["garbage.parquet"] = (1, 1, "unreadable Parquet")
+    # issue 14: each of these crashed the whole ingest, or was read wrong, or was left out silently
+    _text(folder / "long_header.csv", HEADER + ",note" + "x" * 140_000 + "\n" + ROW.format(s=2, n=7000) + ",n\n")
+    expect["long_header.csv"] = (1, 0, None)  # a first line over the csv module's 128 KiB field limit
+    _text(folder / "deep.jsonl", "[" * 100_000 + "\n")
+    expect["deep.jsonl"] = (1, 1, "malformed JSON")  # nesting deeper than Python's stack
+    _text(folder / "huge_number.jsonl", '{"user_id": ' + "9" * 5000 + "}\n")
+    expect["huge_number.jsonl"] = (1, 1, "malformed JSON")  # over Python's 4300-digit int limit
+    pq.write_table(pa.table({"timestamp": ["2024-03-01T10:00:00Z"] * 5000, "user_id": ["u1"] * 5000,
+                             "item_id": ["i1"] * 5000, "event_type": ["view"] * 5000}),
+                   folder / "corrupt_pages.parquet", compression="snappy", use_dictionary=False)
+    data = bytearray((folder / "corrupt_pages.parquet").read_bytes())
+    data[200:2200] = b"\xff" * 2000  # a valid footer over broken data pages
+    (folder / "corrupt_pages.parquet").write_bytes(bytes(data))
+    expect["corrupt_pages.parquet"] = (1, 1, "file unreadable")
+    _text(folder / "ids.jsonl", "\n".join([_json(user_id=7.0), _json(user_id={"id": 7}), _json(user_id=float("nan")),
+                                           _json(user_id=True), _json(user_id=[7])]) + "\n")
+    expect["ids.jsonl"] = (5, 4, "user id")  # 7.0 is the id "7"; an object, NaN, a boolean and a list are no ids
+    _text(folder / "stamped_now.csv", f"{HEADER}\n2024-03-19T23:00:00Z,u1,i1,view\n")
+    expect["stamped_now.csv"] = (1, 1, "ingest.max_future_days")  # cannot become the newest event
+    _text(folder / "_SUCCESS", "")
+    _text(folder / ".in_progress.csv", good)
+    (folder.parent / "outside").mkdir()
+    _text(folder.parent / "outside" / "elsewhere.csv", good)
+    (folder / "linked_folder").symlink_to(folder.parent / "outside", target_is_directory=True)
+    os.mkfifo(folder / "a_fifo.csv")
     (folder / "a_directory.csv").mkdir()  # a folder where a file was expected: nothing to read, nothing crashes
     _text(folder / "good.csv", good)
     _text(folder / "good_copy_under_another_name.csv", good)  # same bytes: ingested once
@@ -85,10 +124,15 @@ def test_broken_corpus_is_quarantined_with_reasons_and_balances(spark, tmp_path)
     expect = build_corpus(tmp_path / "raw")
     lake = Lake(tmp_path / "lake")
 
-    result = ingest(spark, IngestConfig(input=tmp_path / "raw", items_input=None, preset="sample"), lake, now=NOW)
+    config = IngestConfig(input=tmp_path / "raw", items_input=None, preset="sample", max_future_days=7)
+    result = ingest(spark, config, lake, now=NOW)
 
     assert result.balanced
     assert result.files_found == len(expect) + 1 and result.files_ingested == len(expect)
+    skipped = {Path(entry.split(" (", 1)[0]).name: entry for entry in result.skipped_paths}
+    assert result.paths_skipped == len(SKIPPED) and set(skipped) == set(SKIPPED)
+    assert all(fragment in skipped[name] for name, fragment in SKIPPED.items()), skipped
+    assert [Path(p).name for p in result.failed_files] == ["corrupt_pages.parquet", "garbage.parquet", "truncated.csv.gz"]
     quarantine = read_parquet_dir(lake.quarantine).to_pylist()
     events = read_parquet_dir(lake.events).to_pylist()
     reasons: dict[str, list[str]] = defaultdict(list)

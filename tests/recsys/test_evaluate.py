@@ -127,7 +127,9 @@ def test_metrics_table_one_row_per_model_with_counts_and_context():
     table = metrics_table([first, second], holdout, {"dataset": "tiny", "seed": 3}, 2, {"first": 1.5})
     assert table.column_names == ["model", "auc", "auc_seen", "auc_cold", "hit_rate", "k", "positives",
                                   "positives_seen", "positives_cold", "auc_se", "auc_seen_se", "auc_cold_se",
-                                  "hit_rate_se", "train_seconds", "dataset", "seed"]
+                                  "hit_rate_se", "predictions", "next_recall", "next_recall_se", "next_recall_lo",
+                                  "next_recall_hi", "next_mrr", "next_mrr_se", "next_mrr_lo", "next_mrr_hi",
+                                  "train_seconds", "dataset", "seed"]
     assert table.column("model").to_pylist() == ["first", "second"]
     rows = table.to_pylist()
     assert [(r["positives"], r["positives_seen"], r["positives_cold"], r["k"]) for r in rows] == [(4, 2, 1, 2)] * 2
