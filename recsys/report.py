@@ -56,7 +56,8 @@ def plot_learning_curves(curves: dict[str, list[dict]], title: str, path: Path, 
         if longest <= 30:
             ax.set_xticks(range(1, longest + 1))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a model without validation data draws only its loss
+            ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     fig.savefig(path)

@@ -137,6 +137,7 @@ def test_each_dataset_gets_its_own_default_lake():
     assert taobao.lake.name == "taobao" and taobao.lake.parent == PipelineConfig().lake.parent
 
 
+@pytest.mark.slow
 def test_readers_and_models_do_not_load_pyspark():
     import subprocess
     import sys

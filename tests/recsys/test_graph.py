@@ -130,6 +130,7 @@ def test_graph_stage_on_taobao_matches_networkx(spark, tmp_path):
     assert all(graph[v][u]["weight"] == pytest.approx(d["weight"]) for u, v, d in list(graph.edges(data=True))[:2000])
 
 
+@pytest.mark.slow
 def test_edge_weights_are_exact_whatever_the_partitioning(spark):
     rng = np.random.default_rng(4)
     kinds = ["view", "cart", "purchase", "favorite"]
@@ -144,6 +145,7 @@ def test_edge_weights_are_exact_whatever_the_partitioning(spark):
     assert edges(events.repartition(1)) == edges(events.repartition(7, "item_id")) == edges(events.repartition(3))
 
 
+@pytest.mark.slow
 def test_validation_split_holds_out_whole_sessions_of_the_last_days(spark):
     from recsys.graph import ValidationSplit
 
@@ -190,6 +192,7 @@ def test_a_session_of_20000_events_gives_every_pair_within_the_window(spark):
     assert session_pairs(events, config.model_copy(update={"max_session_length": length - 1})).count() == 0
 
 
+@pytest.mark.slow
 def test_sessions_longer_than_the_limit_give_no_pairs_and_are_counted(spark, tmp_path):
     rows = [(f"bot{b}", f"b{k % 4}", "view", dt.datetime(2024, 3, 1, 9, 0, k, tzinfo=dt.timezone.utc))
             for b in range(2) for k in range(30)]

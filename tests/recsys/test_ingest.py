@@ -53,6 +53,7 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_accounting_balances_with_malformed_rows(spark, tmp_path):
     more = [f"2024-03-0{day}T08:00:00Z,u9,z{day},view" for day in (3, 4, 5)]  # good rows: a batch mostly quarantined is rejected
     rows = GOOD + more + [GOOD[0]] + list(BAD)  # one exact duplicate

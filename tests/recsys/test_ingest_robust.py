@@ -46,6 +46,7 @@ def _reasons(lake: Lake) -> dict[str, list[str]]:
 
 # --- class 1: the reference time --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_rows_far_past_the_newest_day_are_quarantined_and_never_move_the_reference(spark, tmp_path):
     lake, folder = Lake(tmp_path / "lake"), tmp_path / "in"
     # a historical log (9 days of 2017) with one row stamped "now": the example
@@ -181,6 +182,7 @@ def test_every_path_left_out_is_counted_and_named(spark, tmp_path, monkeypatch):
     assert "not a regular file" in names["pipe.csv"] and "hidden" in names["_SUCCESS.csv"]
 
 
+@pytest.mark.slow
 def test_a_file_that_changes_or_vanishes_during_the_read_is_not_committed(spark, tmp_path, monkeypatch):
     folder, lake = tmp_path / "in", Lake(tmp_path / "lake")
     _csv(folder / "good.csv", _days(dt.date(2024, 3, 1), 1, 20))

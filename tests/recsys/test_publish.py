@@ -212,6 +212,7 @@ while not stop.exists():
 """
 
 
+@pytest.mark.slow
 def test_a_reader_in_a_loop_never_sees_a_partial_or_mixed_version(tmp_path):
     """A separate process reads the table in a loop (deltalake and polars in turn) while 30 runs are
     published (same and new dates, retention vacuuming old ones): every read is one whole run.
