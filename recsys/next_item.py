@@ -61,13 +61,12 @@ def _item_top_k(model: ItemModel, last_items: np.ndarray, k: int) -> np.ndarray:
 def _sequence_top_k(model: SequenceModel, sequences: Sequences, k: int) -> np.ndarray:
     """Scores of every position but each sequence's last (nothing follows it), in blocks of whole sequences."""
     rows_per_block = max(1, SCORE_CELLS // max(model.n_items, 1))
-    lengths = sequences.lengths
+    ends = np.cumsum(sequences.lengths)  # positions up to and including each sequence
     tops = []
     first = 0
     while first < len(sequences):
-        last = first + 1
-        while last < len(sequences) and lengths[first:last + 1].sum() <= rows_per_block:
-            last += 1
+        done = ends[first - 1] if first else 0
+        last = max(first + 1, int(np.searchsorted(ends, done + rows_per_block, side="right")))
         block = sequences.take(np.arange(first, last))
         scores = model.position_scores(block.items, block.offsets, block.users)
         not_last = np.ones(len(block.items), bool)

@@ -133,9 +133,9 @@ def sequences_from_events(events: pa.Table, item_index: pa.Array, collapse_repea
     owner = np.cumsum(new_session) - 1
     n_sessions = int(owner[-1]) + 1
     raw_lengths = np.bincount(owner, minlength=n_sessions)
-    items = pc.index_in(events.column("item_id"), value_set=item_index).to_numpy(zero_copy_only=False)
-    keep = ~np.isnan(items.astype(float)) if items.dtype == object else ~np.isnan(items)
-    items = np.where(keep, np.nan_to_num(items.astype(float), nan=-1), -1).astype(np.int64)
+    index = pc.index_in(events.column("item_id"), value_set=item_index)  # null where the item is unknown
+    keep = index.is_valid().to_numpy(zero_copy_only=False)
+    items = index.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     if max_length is not None:
         keep &= raw_lengths[owner] <= max_length
     if collapse_repeats:  # judged on the items kept, so A, unknown, A becomes A

@@ -199,3 +199,14 @@ def tiny_inputs() -> TrainingInputs:
 def test_top_n_rows_is_what_the_adapters_rank_with():
     idx, _ = top_n_rows(np.array([[0.1, 0.3, -np.inf, 0.3]]), 3)
     assert idx.tolist() == [[1, 3, 0]]
+
+
+def test_sequence_models_are_scored_in_blocks_of_whole_sequences_with_the_same_answer(monkeypatch):
+    import recsys.next_item as next_item
+
+    counts = np.arange(16, dtype=float).reshape(4, 4) % 5
+    tests = Sequences.from_lists([[0, 1, 3], [2, 3], [1], [3, 0, 2, 1], [2, 0]])
+    whole = next_item_top_k(Bigram(counts), tests, 3)
+    monkeypatch.setattr(next_item, "SCORE_CELLS", 8)  # 2 positions per block: every sequence alone, or more
+    blocked = next_item_top_k(Bigram(counts), tests, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(whole, blocked))
