@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,10 @@ def _publication_line(published) -> str:
     anchors = "users" if published.table == "user_to_item" else "items"
     if published.published:
         gate = f"\n  gate: {published.comparison}" if published.comparison else ""
+        search = getattr(published, "search", None)
+        if search:
+            gate += (f"\n  top-{search['n']} by approximate search: recall@{search['n']} {search['recall']:.3f} on "
+                     f"{search['sample']} sampled {anchors}, {search['saved_seconds']:.0f} s saved against exact search")
         return (f"published {published.table}: {published.path}  (Delta version {published.version}: "
                 f"{published.rows} rows, {published.items} {anchors}, model {published.model}){gate}")
     return f"[yellow]nothing published to {published.table}:[/yellow] {published.reason}"
@@ -241,7 +246,11 @@ def _run(config: PipelineConfig) -> int:
 
     watched = [logging.getLogger(name) for name in ("recsys", "prefect.task_runs")]
     logging.getLogger("recsys").setLevel(logging.INFO)
+    from tasks.stages import start_spark
+    spark_starting = threading.Thread(target=start_spark, args=(config.spark,), daemon=True)
+    spark_starting.start()  # the JVM starts while Prefect's temporary server does: their start-ups overlap
     start_temporary_server()
+    spark_starting.join()
     with console.status("[bold]starting the nightly flow", spinner="dots") as status:
         handler = _StageStatus(status)
         for logger in watched:

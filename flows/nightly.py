@@ -14,7 +14,9 @@ plain ``Completed`` (``tasks.maintenance.final_state``; the table of outcomes is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import flow
@@ -42,6 +44,21 @@ class NightlyResult:
     publish_users: PublishResult | None = None  # the user_to_item table, when a listed model serves it
 
 
+@dataclass
+class StageClock:
+    """Wall seconds per stage of one run (a cached stage takes about none), for the report and benchmarks/scale.py."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(time.perf_counter() - started, 3)
+
+
 @flow(name="nightly", log_prints=True)
 def nightly(config: PipelineConfig = PipelineConfig()) -> NightlyResult | State:
     """Ingest new logs, then graph -> walks -> train -> evaluate -> publish -> report for the run date.
@@ -51,24 +68,34 @@ def nightly(config: PipelineConfig = PipelineConfig()) -> NightlyResult | State:
     (calling the flow still gives the ``NightlyResult``; ``return_state=True`` gives the state).
     """
     config.check_files()
+    clock = StageClock()
     with library_logs_to_prefect(), exclusive_lake(config.lake):
-        ingested = ingest_task(config.ingest, config.lake, config.spark)
-        plan = plan_task(config, ingested)
+        with clock("ingest"):
+            ingested = ingest_task(config.ingest, config.lake, config.spark)
+        with clock("plan"):
+            plan = plan_task(config, ingested)
         stage = CachedStages()
-        graph = stage.graph(config.graph, plan, config.spark, config.sequences if config.sequence_models() else None)
+        with clock("graph"):
+            graph = stage.graph(config.graph, plan, config.spark, config.sequences if config.sequence_models() else None)
         config.check_catalogue(graph.nodes)  # a top-N or K beyond the catalogue fails here, before training
-        validation = (stage.validation(config.evaluate.validation_pairs, config.graph, graph, plan, config.spark)
-                      if plan.validation else None)
-        walks = stage.walks(config.walks, graph, plan, config.spark)
-        trained = stage.train(config.train, graph, walks, validation, plan, config.interactions)
-        evaluated = stage.evaluate(config.evaluate, config.graph, config.publish.champion_metric, graph, trained, plan,
-                                   config.spark, config.publish.user_champion_metric, config.interactions, config.sequences,
-                                   config.publish.top_n)
-        published = stage.publish(config.publish, evaluated, trained, graph, plan)
-        published_users = (stage.publish_users(config.publish, config.interactions, evaluated, trained, graph, plan)
-                           if config.user_models() else None)
+        with clock("validation"):
+            validation = (stage.validation(config.evaluate.validation_pairs, config.graph, graph, plan, config.spark)
+                          if plan.validation else None)
+        with clock("walks"):
+            walks = stage.walks(config.walks, graph, plan, config.spark)
+        with clock("train"):
+            trained = stage.train(config.train, graph, walks, validation, plan, config.interactions)
+        with clock("evaluate"):
+            evaluated = stage.evaluate(config.evaluate, config.graph, config.publish.champion_metric, graph, trained,
+                                       plan, config.spark, config.publish.user_champion_metric, config.interactions,
+                                       config.sequences, config.publish.top_n)
+        with clock("publish"):
+            published = stage.publish(config.publish, evaluated, trained, graph, plan)
+        with clock("publish-user-to-item"):
+            published_users = (stage.publish_users(config.publish, config.interactions, evaluated, trained, graph, plan)
+                               if config.user_models() else None)
         report = report_task(plan, ingested, graph, validation, walks, trained, evaluated, published, published_users,
-                             config.evaluate, config.publish.top_n)
+                             config.evaluate, config.publish.top_n, clock.seconds)
     result = NightlyResult(plan, ingested, graph, validation, walks, trained, evaluated, published, report,
                            published_users)
     return final_state(result, published, published_users)

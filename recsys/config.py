@@ -183,7 +183,9 @@ class SequencesConfig(Strict):
 
 class _TrainBase(Strict):
     models: tuple[str, ...] = Field(("word2vec", "popular", "item_knn", "lightgcn"), description="registered models to train and compare; each fills the tables it serves (recsys config lists them)")
-    deterministic: bool = Field(True, description="one training thread so the same seed gives identical tables; False uses all cores")
+    threads: int | Literal["auto"] = Field("auto", description="cores the train stage uses: auto = every core this process may run on; 1 = one thread, the models fitted one after another in the flow's process")
+    parallel_models: bool = Field(True, description="fit the listed models in parallel worker processes, one thread each, up to `threads` at a time: the same tables as with threads 1, on any machine (each fit is single-threaded and seeded); false fits them one after another, each on `threads` threads (gensim's workers race: not reproducible above 1; PyTorch's small per-batch ops gain nothing, see docs/benchmarks.md)")
+    deterministic: bool | None = Field(None, description="old setting, still accepted: true = threads 1; false = threads auto with parallel_models false. Left out: both follow threads and parallel_models")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the PyTorch user models train: auto picks cuda when a GPU is visible, else cpu")
 
     @field_validator("models")
@@ -195,6 +197,21 @@ class _TrainBase(Strict):
         if not names:
             raise ValueError("at least one model is needed")
         return names
+
+    @field_validator("threads")
+    @classmethod
+    def _positive_threads(cls, threads: int | str) -> int | str:
+        if threads != "auto" and threads < 1:
+            raise ValueError(f"train.threads must be auto or at least 1, got {threads}")
+        return threads
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_deterministic(cls, data: Any) -> Any:
+        """``deterministic`` of old configs, when ``threads`` and ``parallel_models`` are left out."""
+        if isinstance(data, dict) and data.get("deterministic") is not None and not {"threads", "parallel_models"} & set(data):
+            return {**data, "threads": 1 if data["deterministic"] else "auto", "parallel_models": False}
+        return data
 
     def params_for(self, name: str) -> Any:
         """The params instance of model ``name``: its ``train.<settings>`` block, or the defaults."""
@@ -246,6 +263,7 @@ class PublishConfig(Strict):
     exclude_seen: bool = Field(True, description="leave out of a user's published rows the items the user interacted with in the training window (a sequence model with recommend_seen true, the default, keeps them: sessions repeat items)")
     tolerance: float = Field(0.02, ge=0, description="publish nothing if the champion's metric is this much below the last published one's")
     retention: int = Field(14, ge=1, description="run dates whose data files the published Delta tables keep (for rollback); older ones are vacuumed, never what the current snapshot needs")
+    ann_min_items: int = Field(50_000, ge=0, description="an embedding or factor model with at least this many candidate items publishes its top-N by approximate nearest-neighbour search (HNSW, recsys/ann.py), with its recall against the exact top-N measured on a sample and shown in the report; below it, exact search; 0 = always exact")
 
 
 class CatalogueTooSmall(ValueError):

@@ -1,6 +1,7 @@
 """The ingest stage: raw interaction logs -> canonical ``events`` Parquet, partitioned by event date.
 
-Runs on Spark. Files are parsed one per task (``recsys.raw_files``), then typed and validated in
+Runs on Spark. Files are parsed column-wise one per task, or per byte range of a large uncompressed
+file (``recsys.raw_files``, ``_parse``), spread over the shuffle partitions, then typed and validated in
 Spark SQL; rows that fail go to ``quarantine`` with their file, line, raw text and reason. Exact
 duplicates are removed, and sessions are cut at an inactivity gap when the log has no session id.
 Accounting: rows read = accepted + quarantined + duplicates, for every run.
@@ -10,7 +11,8 @@ path, SHA-256, the digest of the column mapping that read it (``mapping_digest``
 ``done``, ``failed`` (the read broke off), ``quarantined`` (ingested, but more than
 ``MAX_QUARANTINED_SHARE`` of its rows were quarantined) or ``rejected`` (its batch was rejected). A
 file is skipped when the latest read of its bytes is ``done`` or ``failed`` under the current mapping
-(or predates mapping digests); so a second run over the same files reads nothing, while a corrected
+(or predates mapping digests); so a second run over the same files reads nothing (a file whose path, size
+and modification time match the manifest is not even hashed: ``manifest.known_files``), while a corrected
 mapping, or a file whose last read was quarantined or rejected, reads it again. Paths under the input
 that are not read at all (hidden names, links to folders, FIFOs, unreadable ones) are named in
 ``IngestResult.skipped_paths`` (``recsys.listing``). A file whose size or modification time changed
@@ -61,13 +63,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from recsys.config import ColumnMapping, IngestConfig
 from recsys.lake import Lake, read_parquet_dir, remove_dir, replace_dir, temporary_sibling, write_parquet_atomic
 from recsys.listing import RawFile, Skipped, changed_since_listed, list_raw_files
 from recsys.manifest import (DONE, FAILED, QUARANTINED, REJECTED, BatchManifest, ManifestEntry,  # noqa: F401 (re-exported)
-                             ingested_checksums, known_quarantined, live_reads, read_manifest, unique_new)
-from recsys.raw_files import FILE_FAILURES, PARSED_DDL, make_file_parser
+                             ingested_checksums, known_files, known_quarantined, live_reads, read_manifest, unique_new)
+from recsys.raw_files import FILE_FAILURES, PARSED_DDL, file_ranges, make_file_parser
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,11 @@ QUARANTINE_COLUMNS = ["source_file", "line", "raw", "reason"]
 MAX_QUARANTINED_SHARE = 0.5
 _Manifest = BatchManifest  # the name tests patch to play a crash before the commit
 TOP_REASONS, EXAMPLES, RAW_CHARS = 5, 2, 200
+# An uncompressed CSV or JSONL file larger than this is read by several tasks, one per byte range (each
+# owns the lines that start in it); a gzip file is one task, so a compressed log is read in parallel by
+# splitting it into several files. Reads beyond MAX_READ_TASKS ranges share tasks.
+READ_SPLIT_BYTES = 64 * 2**20
+MAX_READ_TASKS = 256
 
 
 @dataclass(frozen=True)
@@ -141,10 +149,10 @@ def ingest(spark: SparkSession, config: IngestConfig, lake: Lake, now: dt.dateti
     """
     mapping = config.column_mapping()
     remove_unfinished_batches(lake)
-    found, skipped = list_raw_files(config.source(), mapping.format)
-    _log_skipped(skipped)
     entries = read_manifest(lake)
     live, digest = live_reads(entries), mapping_digest(mapping)
+    found, skipped = list_raw_files(config.source(), mapping.format, known_files(live))
+    _log_skipped(skipped)
     new_files = unique_new(found, live, digest)
     log.info("ingest: %d raw file(s) under %s, %d new or to read again", len(found), config.source(), len(new_files))
     if not new_files:
@@ -426,9 +434,20 @@ def _has_parquet(folder: Path) -> bool:
 
 
 def _parse(spark: SparkSession, files: list[RawFile], mapping: ColumnMapping) -> DataFrame:
-    listing = spark.createDataFrame([(str(f.path), f.format) for f in files], "path string, format string")
-    listing = listing.repartition(min(len(files), 64), "path")
-    return listing.mapInArrow(make_file_parser(mapping.model_dump_json()), PARSED_DDL)
+    """The parsed rows of ``files``: read by one task per file, or per byte range of a large uncompressed
+    file (``READ_SPLIT_BYTES``), then, when that is fewer tasks than the session's shuffle partitions,
+    spread over them by (file, line), so that every later stage (typing, validation, dedupe, sessions,
+    counts) runs on every core. The same files give the same rows in the same partitions."""
+    ranges = sorted((str(f.path), f.format, start, end) for f in files
+                    for start, end in file_ranges(Path(f.path), f.format, READ_SPLIT_BYTES))
+    tasks = min(len(ranges), MAX_READ_TASKS)
+    rows = spark.sparkContext.parallelize(ranges, tasks)  # in order, one range per task up to MAX_READ_TASKS
+    listing = spark.createDataFrame(rows, T.StructType([
+        T.StructField("path", T.StringType()), T.StructField("format", T.StringType()),
+        T.StructField("start", T.LongType()), T.StructField("end", T.LongType())]))
+    parsed = listing.mapInArrow(make_file_parser(mapping.model_dump_json()), PARSED_DDL)
+    spread = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    return parsed.repartition(spread, "source_file", "line") if tasks < spread else parsed
 
 
 def _event_time(mapping: ColumnMapping) -> F.Column:

@@ -75,6 +75,11 @@ class RunPaths:
         return self.root / "report.md"
 
     @property
+    def stage_seconds(self) -> Path:
+        """Wall seconds of each stage of the run (JSON), as the report's "Stages" section shows them."""
+        return self.root / "stage_seconds.json"
+
+    @property
     def plots(self) -> Path:
         return self.root / "plots"
 

@@ -8,6 +8,11 @@ or gone since the folder was listed) each come back as a ``Skipped`` path with i
 ingest counts, logs and names in ``IngestResult.skipped_paths``. A skipped path writes nothing to the
 lake, so it is looked at again at the next ingest.
 
+Hashing every file under the input every night would read the whole input folder: a file whose path,
+size and modification time match a read the manifest records (``known``) takes its SHA-256 from there
+and is not opened. A file rewritten in place with the same size and the same nanosecond modification
+time would be missed; ``recsys ingest --reingest PATH`` reads any file again.
+
 A listed file records its size and modification time; ``changed_since_listed`` tells whether it
 changed or vanished while it was read, so that ingest does not commit a file caught mid-copy.
 """
@@ -42,8 +47,12 @@ class Skipped:
         return f"{self.path} ({self.reason})"
 
 
-def list_raw_files(input_path: Path, default_format: str) -> tuple[list[RawFile], list[Skipped]]:
-    """The raw files under ``input_path`` (a file or a folder, searched recursively), and the paths left out."""
+Known = dict[tuple[str, int, int], str]  # (resolved path, size, mtime_ns) -> the SHA-256 the manifest recorded
+
+
+def list_raw_files(input_path: Path, default_format: str, known: Known | None = None) -> tuple[list[RawFile], list[Skipped]]:
+    """The raw files under ``input_path`` (a file or a folder, searched recursively), and the paths left out.
+    A file whose (path, size, mtime) is in ``known`` is not hashed: its SHA-256 is taken from there."""
     if input_path.is_file():
         candidates, skipped = [input_path], []
     elif input_path.is_dir():
@@ -53,7 +62,7 @@ def list_raw_files(input_path: Path, default_format: str) -> tuple[list[RawFile]
     files = []
     for path in candidates:
         try:
-            files.append(_raw_file(path, default_format))
+            files.append(_raw_file(path, default_format, known or {}))
         except OSError as exc:
             skipped.append(Skipped(str(path), f"cannot be read: {_os_error(exc)}"))
     return files, sorted(skipped, key=lambda s: s.path)
@@ -95,9 +104,10 @@ def _left_out(entry: os.DirEntry) -> str | None:
     return "not a regular file (a FIFO, socket or device): not read"
 
 
-def _raw_file(path: Path, default_format: str) -> RawFile:
-    listed = path.stat()
-    return RawFile(path.resolve(), listed.st_size, _sha256(path), detect_format(path, default_format), listed.st_mtime_ns)
+def _raw_file(path: Path, default_format: str, known: Known) -> RawFile:
+    listed, resolved = path.stat(), path.resolve()
+    sha256 = known.get((str(resolved), listed.st_size, listed.st_mtime_ns)) or _sha256(path)
+    return RawFile(resolved, listed.st_size, sha256, detect_format(path, default_format), listed.st_mtime_ns)
 
 
 def _sha256(path: Path) -> str:

@@ -2,7 +2,7 @@
 lake holds. A batch's manifest file is written last and is its commit (see ``recsys.ingest``).
 
 Each row is one read of one raw file: its path, SHA-256, the digest of the column mapping that read it,
-the batch, and a status:
+the batch, the file's size and modification time when it was listed, and a status:
 
 - ``done``: read; skipped while its bytes and the mapping are unchanged.
 - ``failed``: the read broke off (unreadable, corrupt, a parser error): the rows before the break and one
@@ -37,6 +37,8 @@ MANIFEST_SCHEMA = pa.schema([
     ("seq", pa.int64()),  # the batch's place in the order of batches
     ("replaces", pa.list_(READ)),  # the earlier reads (batch, path) whose rows this read replaced
     ("obsolete", pa.list_(pa.string())),  # files (relative to the lake) the batch's commit deleted; on its first row
+    ("mtime_ns", pa.int64()),  # the file's modification time when listed: with path and size, what lets a later
+    # listing take the SHA-256 from here instead of hashing the file again (``listing.Known``)
 ])
 
 
@@ -52,6 +54,8 @@ class ManifestEntry:
     seq: int = 0
     replaces: tuple[tuple[str, str], ...] = ()
     obsolete: tuple[str, ...] = ()
+    size: int | None = None
+    mtime_ns: int | None = None  # None: written before the manifest recorded modification times
 
     @property
     def read(self) -> tuple[str, str]:
@@ -69,7 +73,7 @@ def read_manifest(lake: Lake) -> list[ManifestEntry]:
             entries.append(ManifestEntry(
                 row["path"], row["sha256"], row["batch_id"], row.get("status") or DONE, row.get("mapping"),
                 row.get("seq") or 0, tuple((r["batch_id"], r["path"]) for r in row.get("replaces") or ()),
-                tuple(row.get("obsolete") or ())))
+                tuple(row.get("obsolete") or ()), row.get("size"), row.get("mtime_ns")))
     return entries
 
 
@@ -92,6 +96,13 @@ def is_settled(reads: list[ManifestEntry], digest: str) -> bool:
 def known_quarantined(reads: list[ManifestEntry] | None, digest: str) -> bool:
     """Whether the latest read of some bytes, under this same mapping, was an accepted batch's mostly quarantined file."""
     return bool(reads) and reads[-1].status == QUARANTINED and reads[-1].mapping == digest
+
+
+def known_files(live: dict[str, list[ManifestEntry]]) -> dict[tuple[str, int, int], str]:
+    """(path, size, modification time) -> SHA-256 of every live read that recorded them: a file listed again
+    with the same three is taken to hold the same bytes and is not hashed again."""
+    return {(e.path, e.size, e.mtime_ns): sha for sha, reads in live.items() for e in reads
+            if e.size is not None and e.mtime_ns is not None}
 
 
 def ingested_checksums(lake: Lake) -> set[str]:
@@ -134,5 +145,6 @@ class BatchManifest:
             "seq": [self.seq] * len(paths),
             "replaces": [[{"batch_id": b, "path": s} for b, s in sorted(replaces.get(p, ()))] for p in paths],
             "obsolete": [sorted(obsolete or ())] + [[] for _ in paths[1:]],
+            "mtime_ns": [f.mtime_ns for f in self.files],
         }, schema=MANIFEST_SCHEMA)
         write_parquet_atomic(table, lake.manifest / f"{self.batch_id}.parquet")

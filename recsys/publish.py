@@ -4,7 +4,9 @@ Two tables, each with its own champion, gate and history: ``item_to_item`` (``it
 rec_item_id, score, model, run_id``: the items related to each item) and ``user_to_item``
 (``user_id, rank, item_id, score, model, run_id``: what each user with training history should see
 next, the items the user already had left out unless ``publish.exclude_seen`` is false). Everything
-below holds for both.
+below holds for both. A champion with vectors (an embedding or factor model) over at least
+``publish.ann_min_items`` items is searched approximately (``searched_item_to_item_table``,
+``searched_user_to_item_table``, ``recsys.ann``), and the result says how well (``PublishResult.search``).
 
 ``recommendations/item_to_item`` is a Delta table: Parquet data files plus the transaction log
 ``_delta_log/``, as the Delta Transaction Log Protocol defines it
@@ -49,8 +51,10 @@ import datetime as dt
 import json
 import logging
 import math
+import os
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +65,7 @@ from deltalake import CommitProperties, DeltaTable
 from deltalake.schema import Schema
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
+from recsys.ann import SearchSummary, VectorSearch, library_version, measure_recall
 from recsys.catalog import Catalog
 from recsys.interactions import Interactions
 from recsys.lake import Lake, write_json_atomic, write_text_atomic
@@ -112,6 +117,7 @@ class PublishResult:
     version: int | None = None  # the Delta version committed; None when refused
     cause: str = ""  # why nothing was committed: REFUSED_BY_GATE, HOLDOUT_TOO_SMALL or NOT_SERVED; "" when published
     comparison: str = ""  # the champion's figure and the published run's, each with its 95% confidence interval
+    search: dict | None = None  # how the top-N was searched when approximately (``SearchSummary.as_dict``): recall, seconds
 
 
 @dataclass(frozen=True)
@@ -255,8 +261,6 @@ def user_to_item_table(model: UserModel, history: Interactions | None, n: int, r
                        batch_size: int = 1024) -> pa.Table:
     """Top-``n`` rows per user of the model's matrix (every user with training history), ordered by user
     id and rank; with ``history``, each user's items in it are left out (``publish.exclude_seen``)."""
-    from recsys.evaluate_users import top_items
-
     user_ids = np.asarray(model.user_ids, dtype=object)
     item_ids = np.asarray(model.item_ids, dtype=object)
     n = max(1, min(n, len(item_ids)))  # no user has more items to see than the model knows
@@ -265,7 +269,7 @@ def user_to_item_table(model: UserModel, history: Interactions | None, n: int, r
     parts = []
     for lo in range(0, len(users), batch_size):
         block = users[lo:lo + batch_size]
-        top, scores = top_items(model, block, n, history, batch_size)  # (block, n); -1 where fewer items remain
+        top, scores = model.top_items(block, n, history, batch_size)  # (block, n); -1 where fewer items remain
         row, rank = np.nonzero(top >= 0)
         parts.append(pa.table({
             "user_id": pa.array(user_ids[block[row]].tolist(), pa.string()),
@@ -277,6 +281,54 @@ def user_to_item_table(model: UserModel, history: Interactions | None, n: int, r
     body = body.append_column("model", pa.array([model.name] * body.num_rows, pa.string()))
     body = body.append_column("run_id", pa.array([run_id] * body.num_rows, pa.string()))
     return body.cast(USER_TO_ITEM_SCHEMA)
+
+
+def searched_item_to_item_table(model: ItemModel, catalog: Catalog, n: int, run_id: str, ann_min_items: int = 0,
+                                seed: int = 0, threads: int | None = None) -> tuple[pa.Table, SearchSummary | None]:
+    """``item_to_item_table``, by the model's approximate search when it has one for a catalogue of at least
+    ``ann_min_items`` items (``publish.ann_min_items``; 0: always exact), with what that search did: its
+    recall@n against the exact top-n on a seeded sample of items, and its time against the exact path's
+    (``recsys.ann``). The summary is None when the table was searched exactly. The search uses ``threads``
+    threads (default: every core); its result is the same for any number."""
+    search = model.approximate_search(ann_min_items, threads or os.cpu_count() or 1)
+    started = time.perf_counter()
+    table = item_to_item_table(model, catalog, n, run_id)
+    if search is None:
+        return table, None
+    searched = time.perf_counter() - started
+    n = max(1, min(n, len(catalog.item_ids)))
+    anchors = model.known_items()
+    recall, sample, exact = measure_recall(lambda nodes: model.similar(nodes, n)[0],
+                                           lambda nodes: model.exact_similar(nodes, n)[0], anchors, seed=seed)
+    summary = _summary(ITEM_TO_ITEM, search, anchors, n, recall, sample, searched, exact)
+    log.info("publish: %s", summary.describe())
+    return table, summary
+
+
+def searched_user_to_item_table(model: UserModel, history: Interactions | None, n: int, run_id: str,
+                                ann_min_items: int = 0, seed: int = 0, threads: int | None = None
+                                ) -> tuple[pa.Table, SearchSummary | None]:
+    """``user_to_item_table`` by the model's approximate search (``searched_item_to_item_table`` for users):
+    the recall is measured on a seeded sample of users, their seen items left out as in the table."""
+    search = model.approximate_search(ann_min_items, threads or os.cpu_count() or 1)
+    started = time.perf_counter()
+    table = user_to_item_table(model, history, n, run_id)
+    if search is None:
+        return table, None
+    searched = time.perf_counter() - started
+    n = max(1, min(n, len(model.item_ids)))
+    users = np.arange(len(model.user_ids))
+    recall, sample, exact = measure_recall(lambda rows: model.top_items(rows, n, history)[0],
+                                           lambda rows: model.exact_top_items(rows, n, history)[0], users, seed=seed)
+    summary = _summary(USER_TO_ITEM, search, users, n, recall, sample, searched, exact)
+    log.info("publish: %s", summary.describe())
+    return table, summary
+
+
+def _summary(table: str, search: VectorSearch, anchors: np.ndarray, n: int, recall: float, sample: int,
+             searched: float, exact: float) -> SearchSummary:
+    return SearchSummary(table, "hnsw", library_version(), len(search), int(len(anchors)), n, round(recall, 4), sample,
+                         round(search.build_seconds, 2), round(searched, 2), round(exact, 2), asdict(search.params))
 
 
 def publish_item_to_item(lake: Lake, recs: pa.Table, run_date: str, run_id: str, model: str,

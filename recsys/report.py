@@ -1,7 +1,8 @@
 """The run report: a Markdown page with the metrics tables (item-to-item, next-item, user-to-item), the
 window and seed, the stages' counts,
 one precision-recall plot per model, the PyTorch models' learning curves (validation AUC-ROC per
-epoch) and what publishing did, so every figure says which data, split and seed produced it.
+epoch) and what publishing did (with an approximate top-N search's recall and time saved,
+``search_text``), so every figure says which data, split and seed produced it.
 It is written once, at the end of a run, from the stages' results."""
 
 from __future__ import annotations
@@ -82,6 +83,25 @@ def user_curves_summary(curves: dict[str, list[dict]], key: str = "validation_nd
         lines.append(f"| {name} | {len(curve)} | {best['epoch']} | {_fmt(best.get(key))} | {_fmt(curve[0].get(key))} "
                      f"| {_fmt(curve[-1].get(key))} |")
     return lines
+
+
+def search_text(search: dict | None) -> str:
+    """How a published table's top-N was searched, for its publication paragraph: "" for the exact search;
+    for an approximate one (``recsys.ann.SearchSummary.as_dict``) its recall against the exact top-N on
+    a sample and the time it saved."""
+    if not search:
+        return ""
+    anchors = "users" if search["table"] == "user_to_item" else "items"
+    params = search.get("params") or {}
+    return (f"Top-{search['n']} by approximate nearest-neighbour search (HNSW, {search['library']}, M {params.get('M')}, "
+            f"ef_search {params.get('ef_search')}) over {search['candidates']} items: **recall@{search['n']} "
+            f"{search['recall']:.3f}** against the exact top-{search['n']} on {search['sample']} sampled {anchors}; "
+            f"index built in {search['build_seconds']:.1f} s and searched in {search['search_seconds']:.1f} s, against "
+            f"{search['exact_seconds']:.1f} s estimated for the exact search ({_saved(search['saved_seconds'])}).")
+
+
+def _saved(seconds: float) -> str:
+    return f"saved {seconds:.1f} s" if seconds >= 0 else f"{-seconds:.1f} s slower than exact at this size"
 
 
 def _fmt(value: float) -> str:

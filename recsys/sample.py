@@ -249,11 +249,14 @@ def _gzip_csv(path: Path, header: tuple[str, ...], columns: list[list[str]]) -> 
     return path
 
 
-def write_sample(out_dir: Path, seed: int = 7) -> tuple[Path, Path]:
-    """Write ``events.csv.gz`` and ``items.csv.gz`` into ``out_dir``; the same seed gives byte-identical files."""
+def write_sample(out_dir: Path, seed: int = 7, n_users: int = 3000, n_items: int = 2000,
+                 n_categories: int = 20) -> tuple[Path, Path]:
+    """Write ``events.csv.gz`` and ``items.csv.gz`` into ``out_dir``; the same seed gives byte-identical files.
+    More users and items scale the log up with the same planted structure (about 37 events per user;
+    ``benchmarks/scale.py`` keeps 150 users per item and 100 items per category)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    events, items = generate_sample(seed)
+    events, items = generate_sample(seed, n_users, n_items, n_categories)
     event_columns = [iso_timestamps(events.column("timestamp"))]
     event_columns += [events.column(name).to_pylist() for name in EVENT_COLUMNS[1:]]
     item_columns = [items.column(name).to_pylist() for name in ITEM_COLUMNS[:3]]
@@ -266,8 +269,11 @@ def main(argv: list[str] | None = None) -> None:
     cli = argparse.ArgumentParser(description="Write the embedded sample log (events.csv.gz, items.csv.gz).")
     cli.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "sample_data")
     cli.add_argument("--seed", type=int, default=7)
+    cli.add_argument("--users", type=int, default=3000, help="users (about 37 events each)")
+    cli.add_argument("--items", type=int, default=2000)
+    cli.add_argument("--categories", type=int, default=20)
     arguments = cli.parse_args(argv)
-    for written in write_sample(arguments.out, arguments.seed):
+    for written in write_sample(arguments.out, arguments.seed, arguments.users, arguments.items, arguments.categories):
         print(written, written.stat().st_size, "bytes")
 
 

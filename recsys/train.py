@@ -3,15 +3,26 @@
 ``load_training_inputs`` reads the graph stage's transition table, item statistics and catalogue,
 the walks and the validation pairs into memory (``TrainingInputs``); ``train_models`` hands them to
 each model's ``fit`` with that model's own params, so no model reads a file.
+
+Cores (``train.threads``, ``train.parallel_models``; measured in ``benchmarks/threads.py``): by default
+the listed models are fitted in parallel worker processes, one thread each, as many at a time as
+there are cores. Each fit is single-threaded and seeded, so the tables are those of a serial
+one-thread run on any machine. Intra-op threads pay off little here: gensim's workers scale but race
+(Hogwild, not reproducible), and the PyTorch models' per-batch ops are too small to split (2 threads
+ran 0.4-1.1x the speed of one on the sample). Worker processes start with ``OMP_WAIT_POLICY=PASSIVE``:
+OpenMP's default spin-waiting threads made a 2-thread PyTorch fit up to 20x slower on a busy machine.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,8 +30,8 @@ import pyarrow.parquet as pq
 
 from recsys.catalog import CATALOG_FILE, Catalog, build_catalog
 from recsys.lake import PAIRS_FILE, read_walks, replace_dir, temporary_sibling
-from recsys.models import model_class, spec_of
-from recsys.models.base import Model, TrainingInputs, ValidationPairs
+from recsys.models import REGISTRY, model_class, spec_of
+from recsys.models.base import Model, TrainingInputs, ValidationPairs, no_progress
 from recsys.sequences import has_sequences, load_sequences
 from recsys.transition import TransitionTable, load_item_stats
 
@@ -58,9 +69,36 @@ class TrainResult:
     def model(self, name: str) -> TrainedModel:
         return next(m for m in self.models if m.name == name)
 
+    def models_by_name(self) -> dict[str, TrainedModel]:
+        return {m.name: m for m in self.models}
 
-def training_threads(deterministic: bool) -> int:
-    return 1 if deterministic else (os.cpu_count() or 1)
+
+@dataclass(frozen=True)
+class Parallelism:
+    """How the train stage spreads over cores: ``workers`` models fitted at once, each in its own
+    process (1: in this process, one after another), each fit on ``threads`` threads."""
+
+    workers: int = 1
+    threads: int = 1
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it, else all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def parallelism(threads: int | str, parallel_models: bool, n_models: int) -> Parallelism:
+    """``train.threads`` (auto: every available core) spread over the models (``parallel_models``: one
+    process per model, one thread each) or given to each fit in turn."""
+    cores = available_cores() if threads == "auto" else int(threads)
+    if parallel_models:
+        return Parallelism(workers=max(1, min(cores, n_models)), threads=1)
+    return Parallelism(workers=1, threads=max(1, cores))
+
+
+def training_threads(deterministic: bool | None) -> int:
+    """Threads of one fit under the old ``train.deterministic`` (None, its new default: one thread per fit)."""
+    return available_cores() if deterministic is False else 1
 
 
 def read_validation_pairs(folder: Path | None) -> ValidationPairs | None:
@@ -119,23 +157,95 @@ def resolve_device(setting: str) -> str:
 
 
 def train_models(models: tuple[str, ...], params_for: Callable[[str], Any], inputs: TrainingInputs,
-                 folder_of: Callable[[str], Path], progress: Progress | None = None) -> TrainResult:
-    """Fit each model with ``params_for(name)``; save it (atomically) to ``folder_of(name)``."""
+                 folder_of: Callable[[str], Path], progress: Progress | None = None,
+                 parallel: Parallelism | None = None) -> TrainResult:
+    """Fit each model with ``params_for(name)``; save it (atomically) to ``folder_of(name)``. Without
+    ``parallel`` (or with one worker and one thread) in this process with ``inputs.threads`` threads;
+    else in worker processes (``fit_in_workers``)."""
+    if parallel is not None and (parallel.workers > 1 or parallel.threads > 1):
+        return fit_in_workers(models, params_for, replace(inputs, threads=parallel.threads), folder_of, progress,
+                              parallel.workers)
     trained = []
     for name in models:
-        started = time.perf_counter()
         if progress is not None:
             inputs.progress = lambda done, total, name=name: progress(name, done, total)
-        model = model_class(name).fit(inputs, params_for(name))
-        seconds = time.perf_counter() - started
-        folder = save_model(model, folder_of(name))
-        log.info("train: %s fitted in %.1f s (%d thread(s)) -> %s", name, seconds, inputs.threads, folder)
-        meta = getattr(model, "meta", {})
-        trained.append(TrainedModel(name, str(folder), round(seconds, 3), tuple(sorted(model.serves)),
-                                    tuple(meta.get("curve") or ()), tuple(meta.get("warnings") or ())))
+        trained.append(fit_and_save(name, params_for(name), inputs, folder_of(name)))
         if progress is not None:
             progress(name, 1, 1)
     return TrainResult(tuple(trained))
+
+
+def fit_and_save(name: str, params: Any, inputs: TrainingInputs, folder: Path) -> TrainedModel:
+    """One model fitted on ``inputs`` and saved to ``folder``, with what the report needs of it."""
+    started = time.perf_counter()
+    model = model_class(name).fit(inputs, params)
+    seconds = time.perf_counter() - started
+    save_model(model, folder)
+    log.info("train: %s fitted in %.1f s (%d thread(s)) -> %s", name, seconds, inputs.threads, folder)
+    meta = getattr(model, "meta", {})
+    return TrainedModel(name, str(folder), round(seconds, 3), tuple(sorted(model.serves)),
+                        tuple(meta.get("curve") or ()), tuple(meta.get("warnings") or ()))
+
+
+def fit_in_workers(models: tuple[str, ...], params_for: Callable[[str], Any], inputs: TrainingInputs,
+                   folder_of: Callable[[str], Path], progress: Progress | None, workers: int) -> TrainResult:
+    """Fit ``workers`` models at a time, each with ``inputs.threads`` threads; results in the listed
+    order. The models are those of ``train_models`` in one process with the same threads: a fit
+    depends only on its inputs, params and seed. Single-threaded, this process fits the first queued
+    model itself while fresh (spawned) worker processes, given the inputs once, fit the others (a
+    worker pays ~6 s of imports before it starts); a multi-threaded fit always runs in a worker, whose
+    OpenMP threads do not spin (``worker_environment``)."""
+    queued = queue_order(models)
+    here = queued[:1] if inputs.threads == 1 else []
+    away = [name for name in queued if name not in here]
+    shipped = replace(inputs, progress=no_progress)  # a callback of this process does not cross to a worker
+    trained: dict[str, TrainedModel] = {}
+    with worker_environment(inputs.threads), ProcessPoolExecutor(
+            max_workers=max(1, min(workers - len(here), len(away))), mp_context=multiprocessing.get_context("spawn"),
+            initializer=_receive_inputs, initargs=(shipped,)) as pool:
+        futures = {name: pool.submit(_fit_received, name, params_for(name), folder_of(name)) for name in away}
+        if here:
+            trained.update(train_models(tuple(here), params_for, inputs, folder_of, progress).models_by_name())
+        for name in away:  # reported as each is collected, in queue order
+            trained[name] = futures[name].result()
+            if progress is not None:
+                progress(name, 1, 1)
+    return TrainResult(tuple(trained[name] for name in models))
+
+
+def queue_order(models: tuple[str, ...]) -> list[str]:
+    """The longest fits first, so none is left to run alone at the end: on the sample the user-to-item
+    and sequence models trained longest (lightgcn, ngcf, neumf, gru4rec: 20-150 s), the item
+    embeddings next (5-16 s) and the baselines took under a second (benchmarks/threads.py)."""
+    return sorted(models, key=lambda name: (REGISTRY[name].baseline, "user_to_item" not in REGISTRY[name].tables))
+
+
+@contextmanager
+def worker_environment(threads: int) -> Iterator[None]:
+    """The environment worker processes start with: OpenMP/MKL sized to ``threads`` and OpenMP threads
+    that sleep when idle instead of spinning (spinning threads stall a busy machine's other fits)."""
+    settings = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
+    before = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+_RECEIVED: list[TrainingInputs] = []  # in a worker process: the inputs it was started with
+
+
+def _receive_inputs(inputs: TrainingInputs) -> None:
+    _RECEIVED[:] = [inputs]
+
+
+def _fit_received(name: str, params: Any, folder: Path) -> TrainedModel:
+    return fit_and_save(name, params, _RECEIVED[0], folder)
 
 
 def save_model(model: Model, folder: Path) -> Path:

@@ -11,7 +11,9 @@ must look for new files every night. ``config.cache: false`` turns caching off.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +31,15 @@ from recsys.graph import GraphResult, build_graph
 from recsys.holdout import HoldoutResult, ValidationResult, build_holdout, build_validation, load_holdout, \
     next_item_sessions, user_test_items
 from recsys.ingest import IngestRejected, IngestResult, ingest, reingest  # IngestRejected: for flows and the CLI
-from recsys.lake import Lake
+from recsys.lake import Lake, write_text_atomic
 from recsys.next_item import evaluate_next_item
 from recsys.models import serving
 from recsys.models.base import ITEM_TO_ITEM, USER_TO_ITEM
-from recsys.publish import HOLDOUT_TOO_SMALL, NOT_SERVED, PublishResult, item_headline, item_to_item_table, \
-    publish_item_to_item, publish_table, refused, user_headline, user_to_item_table
-from recsys.report import write_report
+from recsys.publish import HOLDOUT_TOO_SMALL, NOT_SERVED, PublishResult, item_headline, publish_item_to_item, \
+    publish_table, refused, searched_item_to_item_table, searched_user_to_item_table, user_headline
+from recsys.report import search_text, write_report
 from recsys.spark import spark_session
-from recsys.train import TrainResult, load_model, load_training_inputs, resolve_device, train_models, training_threads
+from recsys.train import TrainResult, load_model, load_training_inputs, parallelism, resolve_device, train_models
 from recsys.transition import TransitionTable
 from recsys.walks import WalksResult, generate_walks
 from tasks.cache import stage_key
@@ -130,6 +132,15 @@ def validation_task(pairs: int, pair_rule: GraphConfig, graph: GraphResult, plan
     return result
 
 
+def start_spark(settings: SparkConfig) -> None:
+    """Create the run's Spark session ahead of the flow (the stages then find it), e.g. while Prefect's
+    temporary server starts; a failure is left for the ingest stage, which creates it again and reports it."""
+    try:
+        spark_session(settings)
+    except Exception:  # noqa: BLE001
+        logging.getLogger(__name__).debug("starting Spark ahead of the flow failed", exc_info=True)
+
+
 def _walks_reads(inputs: dict) -> tuple[dict, list[Path]]:
     return {"walks": inputs["settings"], "seed": inputs["plan"].seed}, [Path(inputs["graph"].path)]
 
@@ -155,23 +166,26 @@ def _train_reads(inputs: dict) -> tuple[dict, list[Path]]:
     validation = inputs["validation"]
     paths = [Path(inputs["graph"].path), Path(inputs["walks"].path)] + ([Path(validation.path)] if validation else [])
     listed = {name: settings.params_for(name) for name in settings.models}  # an unlisted model's settings do not count
-    return {"models": listed, "deterministic": settings.deterministic, "device": settings.device,
+    fit_threads = parallelism(settings.threads, settings.parallel_models, len(settings.models)).threads
+    return {"models": listed, "fit_threads": fit_threads, "device": settings.device,  # tables depend on each fit's threads only
             "users": _user_matrix(settings.models, inputs.get("users", InteractionsConfig())), "seed": inputs["plan"].seed}, paths
 
 
 @task(name="train", **_cached("train", _train_reads))
 def train_task(settings: TrainConfig, graph: GraphResult, walks: WalksResult, validation: ValidationResult | None,
                plan: RunPlan, users: InteractionsConfig = InteractionsConfig()) -> TrainResult:
+    cores = parallelism(settings.threads, settings.parallel_models, len(settings.models))
     inputs = load_training_inputs(Path(graph.path), Path(walks.path), Path(validation.path) if validation else None,
-                                  plan.seed, training_threads(settings.deterministic),
-                                  _user_matrix(settings.models, users), resolve_device(settings.device))
+                                  plan.seed, cores.threads, _user_matrix(settings.models, users),
+                                  resolve_device(settings.device))
     progress = Progress("train", f"training of run {plan.run_id}")
     order = {name: i for i, name in enumerate(settings.models)}
 
     def on_epoch(model: str, done: int, total: int) -> None:
         progress((order[model] + done / max(total, 1)) / len(order), f"{model} {done}/{total}")
 
-    result = train_models(settings.models, settings.params_for, inputs, plan.paths.model, on_epoch)
+    get_run_logger().info("train: %d model(s) at a time, %d thread(s) each", cores.workers, cores.threads)
+    result = train_models(settings.models, settings.params_for, inputs, plan.paths.model, on_epoch, cores)
     for model in result.models:
         get_run_logger().info("train: %s in %.1f s -> %s", model.name, model.seconds, model.path)
     return result
@@ -256,10 +270,12 @@ def publish_task(settings: PublishConfig, evaluation: EvaluateResult, trained: T
         return refused(Lake(Path(plan.lake)), ITEM_TO_ITEM, "", 0, "no item-to-item model was evaluated", NOT_SERVED)
     inputs = load_training_inputs(Path(graph.path), seed=plan.seed)
     model = load_model(champion, Path(trained.model(champion).path), inputs)
-    recs = item_to_item_table(model, inputs.catalog, settings.top_n, plan.run_id)
+    recs, search = searched_item_to_item_table(model, inputs.catalog, settings.top_n, plan.run_id,
+                                               settings.ann_min_items, plan.seed)
     result = publish_item_to_item(Lake(Path(plan.lake)), recs, plan.run_date, plan.run_id, champion,
                                   item_headline(evaluation.row(champion)), evaluation.metric, settings.tolerance,
                                   settings.retention, evaluation.min_positives)
+    result = dataclasses.replace(result, search=search.as_dict() if search else None)
     _log_result("publish", result)
     return result
 
@@ -284,10 +300,12 @@ def publish_users_task(settings: PublishConfig, users: InteractionsConfig, evalu
     inputs = load_training_inputs(Path(graph.path), seed=plan.seed, users=users)
     model = load_model(champion, Path(trained.model(champion).path), inputs)
     exclude_seen = settings.exclude_seen and not getattr(model, "recommend_seen", False)
-    recs = user_to_item_table(model, inputs.user_history if exclude_seen else None, settings.user_top_n, plan.run_id)
+    recs, search = searched_user_to_item_table(model, inputs.user_history if exclude_seen else None,
+                                               settings.user_top_n, plan.run_id, settings.ann_min_items, plan.seed)
     row = next(r for r in evaluation.user_rows if r["model"] == champion)
     result = publish_table(lake, USER_TO_ITEM, recs, plan.run_date, plan.run_id, champion, user_headline(row),
                            evaluation.user_metric, settings.tolerance, settings.retention, evaluation.min_users)
+    result = dataclasses.replace(result, search=search.as_dict() if search else None)
     _log_result("publish-user-to-item", result)
     return result
 
@@ -334,18 +352,25 @@ def publication_text(result: PublishResult, run_date: str) -> str:
         anchors = "users" if result.table == USER_TO_ITEM else "items"
         return (f"Published `{result.table}` for {run_date} from **{result.model}**: {result.rows} rows for "
                 f"{result.items} {anchors}, Delta version {result.version} of `{result.path}`."
-                + (f" Gate: {result.comparison}." if result.comparison else ""))
-    return f"**Nothing published** to `{result.table}` for {run_date}: {result.reason}. The table still holds the previous version."
+                + (f" Gate: {result.comparison}." if result.comparison else "")
+                + (f" {search_text(result.search)}" if result.search else ""))
+    return (f"**Nothing published** to `{result.table}` for {run_date}: {result.reason}. The table still holds the previous version."
+            + (f" {search_text(result.search)}" if result.search else ""))
 
 
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(plan: RunPlan, ingested: IngestResult | None, graph: GraphResult, validation: ValidationResult | None,
                 walks: WalksResult, trained: TrainResult, evaluation: EvaluateResult,
                 published: PublishResult, published_users: PublishResult | None = None,
-                settings: EvaluateConfig = EvaluateConfig(), top_n: int = 20) -> ReportResult:
-    """The run's report, written once from every stage's result, and shown as the run's markdown artifact."""
+                settings: EvaluateConfig = EvaluateConfig(), top_n: int = 20,
+                stage_seconds: dict[str, float] | None = None) -> ReportResult:
+    """The run's report, written once from every stage's result, and shown as the run's markdown artifact;
+    ``stage_seconds`` (wall seconds per stage) also goes to ``stage_seconds.json`` beside it."""
     stages = {"ingest": ingested, "graph": graph, "validation": validation, "walks": walks}
     counts = {name: _flat(result) for name, result in stages.items() if result is not None}
+    if stage_seconds:
+        write_text_atomic(json.dumps(stage_seconds, indent=1) + "\n", plan.paths.stage_seconds)
+        counts["wall seconds"] = {name: f"{seconds:.1f}" for name, seconds in stage_seconds.items()}
     if ingested is not None:  # what ingest did not read or commit, by name: nothing is left out silently
         counts["ingest"].update({kind: "; ".join(getattr(ingested, kind)) for kind in
                                  ("skipped_paths", "changed_files", "failed_files") if getattr(ingested, kind)})

@@ -33,6 +33,7 @@ from recsys.catalog import Catalog
 from recsys.transition import TransitionTable
 
 if TYPE_CHECKING:
+    from recsys.ann import VectorSearch
     from recsys.interactions import Interactions
     from recsys.sequences import Sequences
 
@@ -150,6 +151,16 @@ class ItemModel(Model):
         Returns ``(neighbours, scores)`` of shape ``(len(nodes), n)``; -1 pads rows with fewer.
         """
 
+    def approximate_search(self, min_items: int, threads: int = 1) -> VectorSearch | None:
+        """Let ``similar`` search approximately from now on (``recsys.ann``) when this model can and at least
+        ``min_items`` > 0 items are candidates; returns the index (``VectorSearch``), or None when ``similar``
+        stays exact. Only models with item vectors can (``EmbeddingModel``); the others always stay exact."""
+        return None
+
+    def exact_similar(self, nodes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``similar`` by exhaustive search, whatever ``approximate_search`` chose: the reference of its recall."""
+        return self.similar(nodes, n)
+
 
 class UserModel(Model):
     """A user-to-item model, in the index spaces of the ``Interactions`` it was trained on: user ``u`` is
@@ -164,6 +175,24 @@ class UserModel(Model):
         """Scores of a batch of users (user indices) over all items: ``(len(users), n_items)``, one block, never all users.
 
         Higher is better; ``-inf`` marks an item the model must never recommend to that user."""
+
+    def approximate_search(self, min_items: int, threads: int = 1) -> VectorSearch | None:
+        """Let ``top_items`` search approximately from now on (``recsys.ann``) when this model can and at least
+        ``min_items`` > 0 items are candidates; returns the index (``VectorSearch``), or None (stays exact)."""
+        return None
+
+    def top_items(self, users: np.ndarray, n: int, exclude: Interactions | None = None,
+                  batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """The top-``n`` items of ``users`` (``(items, scores)``, best first, ties to the lower item index, -1
+        where fewer remain), ``exclude``'s items of each user left out: the published user-to-item rows."""
+        return self.exact_top_items(users, n, exclude, batch_size)
+
+    def exact_top_items(self, users: np.ndarray, n: int, exclude: Interactions | None = None,
+                        batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """``top_items`` by scoring every item (``user_scores``): the reference of an approximate search's recall."""
+        from recsys.evaluate_users import top_items
+
+        return top_items(self, users, n, exclude, batch_size)
 
 
 class SequenceModel(ItemModel, UserModel):

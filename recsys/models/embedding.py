@@ -6,9 +6,11 @@ symmetric logit of matrix factorisation with biases (``recsys.models.mf``). An i
 gets no neighbours and scores the model's fallback: 0.0 for cosine (what two unrelated vectors
 score), the mean logit of random pairs for dot scoring (a logit has no natural zero). Only items in
 ``recommendable`` are ever recommended (a side-information model gives cold items a vector, so they
-get neighbours, but never recommends an item nobody interacted with). Top-N search multiplies one
-block of items at a time against the recommendable vectors, so memory is O(block x items), never
-items x items.
+get neighbours, but never recommends an item nobody interacted with). Exact top-N search multiplies
+one block of items at a time against the recommendable vectors, so memory is O(block x items), never
+items x items; above ``publish.ann_min_items`` recommendable items the publish stage switches
+``similar`` to an approximate search (``approximate_search``, ``recsys.ann``), and ``exact_similar``
+stays the exhaustive one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recsys.ann import VectorSearch
 from recsys.models.base import FALLBACK_SCORE, ItemModel, TrainingInputs, known_pairs, read_meta, top_n_rows, write_meta
 
 BLOCK_CELLS = 1 << 22  # ~16 MB of float32 scores per block
@@ -39,6 +42,7 @@ class EmbeddingModel(ItemModel):
         self.right = self.left if right is None else right.astype(np.float32)
         self.recommendable = self.has_vector if recommendable is None else recommendable.astype(bool) & self.has_vector
         self.meta = meta or {}
+        self._search = None  # (candidates, recsys.ann.VectorSearch) once approximate_search chose an index
 
     @property
     def scoring(self) -> str:
@@ -54,7 +58,36 @@ class EmbeddingModel(ItemModel):
         scores[known] = np.einsum("ij,ij->i", self.left[a[known]], self.right[b[known]])
         return scores
 
+    def approximate_search(self, min_items: int, threads: int = 1) -> VectorSearch | None:
+        """From now on ``similar`` searches an HNSW index (``recsys.ann``) when at least ``min_items`` > 0
+        items are recommendable; returns the index, or None (``similar`` stays exact)."""
+        candidates = np.flatnonzero(self.recommendable)
+        if min_items <= 0 or len(candidates) < min_items:
+            self._search = None
+            return None
+        self._search = (candidates, VectorSearch(self.right[candidates], threads=threads))
+        return self._search[1]
+
     def similar(self, nodes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._search is None:
+            return self.exact_similar(nodes, n)
+        candidates, search = self._search
+        nodes = np.asarray(nodes, dtype=np.int64)
+        out_idx, out_val = np.full((len(nodes), n), -1, dtype=np.int64), np.zeros((len(nodes), n), dtype=np.float32)
+        asked = np.flatnonzero((nodes >= 0) & (nodes < len(self.has_vector)))
+        asked = asked[self.has_vector[nodes[asked]]]
+        if not len(asked):
+            return out_idx, out_val
+        chunk = nodes[asked]
+        own = np.searchsorted(candidates, chunk)
+        own = np.where((own < len(candidates)) & (candidates[np.minimum(own, len(candidates) - 1)] == chunk), own, -1)
+        rows, scores = search.top_n(self.left[chunk], n, extra=(own >= 0).astype(np.int64),
+                                    drop=lambda query, found: found == own[query])
+        out_idx[asked] = np.where(rows >= 0, candidates[np.maximum(rows, 0)], -1)
+        out_val[asked] = scores
+        return out_idx, out_val
+
+    def exact_similar(self, nodes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         candidates = np.flatnonzero(self.recommendable)
         right = self.right[candidates]
         block = max(1, BLOCK_CELLS // max(len(candidates), 1))

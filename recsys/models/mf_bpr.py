@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recsys.ann import VectorSearch, top_n_for_users
 from recsys.interactions import Interactions, bpr_triples
 from recsys.models.base import TrainingInputs, UserModel, no_progress, read_meta, write_meta
 from recsys.models.negative_sampling import torch_threads
@@ -143,6 +144,7 @@ class FactorModel(UserModel):
         self.items = np.ascontiguousarray(items, dtype=np.float32)  # (n_items, dim)
         self.user_ids, self.item_ids = user_ids, item_ids  # object arrays: index -> id
         self.meta = meta
+        self._search = None  # a recsys.ann.VectorSearch over the item vectors, once approximate_search chose one
 
     @classmethod
     def from_training(cls, interactions: Interactions, final: torch.Tensor, params: MFBPRParams, inputs: TrainingInputs,
@@ -155,6 +157,22 @@ class FactorModel(UserModel):
 
     def user_scores(self, users: np.ndarray) -> np.ndarray:
         return self.users[np.asarray(users, dtype=np.int64)] @ self.items.T  # (len(users), n_items)
+
+    def approximate_search(self, min_items: int, threads: int = 1) -> VectorSearch | None:
+        """From now on ``top_items`` searches an HNSW index over the item vectors (``recsys.ann``) when the
+        model has at least ``min_items`` > 0 items; returns the index, or None (stays exact)."""
+        if min_items <= 0 or len(self.items) < min_items:
+            self._search = None
+            return None
+        self._search = VectorSearch(self.items, threads=threads)
+        return self._search
+
+    def top_items(self, users: np.ndarray, n: int, exclude: Interactions | None = None,
+                  batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        if self._search is None:
+            return self.exact_top_items(users, n, exclude, batch_size)
+        exact = lambda heavy, k, seen: self.exact_top_items(heavy, k, seen, batch_size)  # noqa: E731
+        return top_n_for_users(self._search, self.users, users, n, exclude, exact)
 
     def save(self, folder: Path) -> None:
         write_meta(folder, **{**self.meta, "name": self.name})

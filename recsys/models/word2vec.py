@@ -6,7 +6,8 @@ words are node indices (Perozzi et al. 2014, "DeepWalk"). Scores are cosine simi
 (``recsys.models.embedding``). gensim trains from a text corpus file or from a Python iterator;
 ``input_mode`` picks one (the corpus file is faster, see docs/benchmarks.md). With more than one
 worker thread gensim's updates race (Hogwild), so only ``threads == 1`` gives identical vectors for
-the same seed; the pipeline's ``train.deterministic`` chooses that.
+the same seed; the pipeline's default (``train.parallel_models``: each model one thread, the models
+in parallel processes, ``recsys.train``) keeps that while using every core.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from benchmarks.graph_pairs import self_join_pairs as _naive_pairs  # the pre-change plan, the reference
 from recsys.config import GraphConfig, IngestConfig, WindowConfig
-from recsys.graph import GraphResult, build_graph, session_pairs, summed_edges
+from recsys.graph import GraphResult, build_graph, pair_weight_values, session_pairs, summed_edges
 from recsys.ingest import ingest
 from recsys.lake import Lake
 from recsys.timewindow import resolve_window
@@ -143,6 +143,22 @@ def test_edge_weights_are_exact_whatever_the_partitioning(spark):
         return sorted(tuple(r) for r in summed_edges(session_pairs(frame, config), 0).collect())
 
     assert edges(events.repartition(1)) == edges(events.repartition(7, "item_id")) == edges(events.repartition(3))
+
+
+@pytest.mark.parametrize("window, decay", [(1, 1.0), (4, 0.7)])
+def test_counting_pairs_per_weight_value_sums_as_the_exact_decimals_in_any_partitioning(spark, window, decay):
+    events = _events(spark, _random_sessions(11, [2, 3, 5, 8, 13, 21, 34, 55] * 6))
+    config = GraphConfig(window=window, decay=decay, max_session_length=100)
+    values = pair_weight_values(spark, config)
+    pairs = session_pairs(events, config)
+    assert {r["weight"] for r in pairs.select("weight").distinct().collect()} <= set(values)
+    exact = {(s, d): w for s, d, w in _rows(summed_edges(pairs, 0))}
+    one, five = (_rows(summed_edges(session_pairs(events.repartition(n), config), 0, values)) for n in (1, 5))
+    assert one == five  # bit for bit whatever the partitioning
+    assert {(s, d) for s, d, _ in one} == set(exact)
+    assert all(w == pytest.approx(exact[(s, d)], rel=1e-12) for s, d, w in one)
+    partial = _rows(summed_edges(pairs, 0, values[1:]))  # a weight missing from the list still counts
+    assert all(w == pytest.approx(exact[(s, d)], rel=1e-12) for s, d, w in partial) and len(partial) == len(exact)
 
 
 @pytest.mark.slow
