@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 . .venv/bin/activate
-exec python -m pytest -q "$@"
+exec python -m pytest -q --durations=25 "$@"

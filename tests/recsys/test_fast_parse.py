@@ -240,6 +240,7 @@ def test_plain_lines_take_the_column_wise_path_and_tricky_ones_do_not():
                                                                       False, True]
 
 
+@pytest.mark.slow
 def test_spark_read_splits_a_plain_file_and_spreads_the_rows(spark, tmp_path, monkeypatch):
     from recsys import ingest as ingest_module
     from recsys.listing import list_raw_files

@@ -145,6 +145,7 @@ def test_edge_weights_are_exact_whatever_the_partitioning(spark):
     assert edges(events.repartition(1)) == edges(events.repartition(7, "item_id")) == edges(events.repartition(3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("window, decay", [(1, 1.0), (4, 0.7)])
 def test_counting_pairs_per_weight_value_sums_as_the_exact_decimals_in_any_partitioning(spark, window, decay):
     events = _events(spark, _random_sessions(11, [2, 3, 5, 8, 13, 21, 34, 55] * 6))

@@ -159,6 +159,7 @@ def test_models_fitted_in_two_worker_processes_equal_those_fitted_one_after_anot
     _assert_same_models(names, tmp_path / "serial", tmp_path / "parallel", _tiny_inputs())
 
 
+@pytest.mark.slow
 def test_a_failing_fit_in_a_worker_fails_the_stage(tmp_path):
     inputs = _tiny_inputs()
     inputs.walks = None  # word2vec needs walks
