@@ -295,14 +295,9 @@ def searched_item_to_item_table(model: ItemModel, catalog: Catalog, n: int, run_
     table = item_to_item_table(model, catalog, n, run_id)
     if search is None:
         return table, None
-    searched = time.perf_counter() - started
     n = max(1, min(n, len(catalog.item_ids)))
-    anchors = model.known_items()
-    recall, sample, exact = measure_recall(lambda nodes: model.similar(nodes, n)[0],
-                                           lambda nodes: model.exact_similar(nodes, n)[0], anchors, seed=seed)
-    summary = _summary(ITEM_TO_ITEM, search, anchors, n, recall, sample, searched, exact)
-    log.info("publish: %s", summary.describe())
-    return table, summary
+    return table, _measured(ITEM_TO_ITEM, search, model.known_items(), n, time.perf_counter() - started, seed,
+                            lambda nodes: model.similar(nodes, n)[0], lambda nodes: model.exact_similar(nodes, n)[0])
 
 
 def searched_user_to_item_table(model: UserModel, history: Interactions | None, n: int, run_id: str,
@@ -315,20 +310,22 @@ def searched_user_to_item_table(model: UserModel, history: Interactions | None, 
     table = user_to_item_table(model, history, n, run_id)
     if search is None:
         return table, None
-    searched = time.perf_counter() - started
     n = max(1, min(n, len(model.item_ids)))
-    users = np.arange(len(model.user_ids))
-    recall, sample, exact = measure_recall(lambda rows: model.top_items(rows, n, history)[0],
-                                           lambda rows: model.exact_top_items(rows, n, history)[0], users, seed=seed)
-    summary = _summary(USER_TO_ITEM, search, users, n, recall, sample, searched, exact)
+    return table, _measured(USER_TO_ITEM, search, np.arange(len(model.user_ids)), n, time.perf_counter() - started,
+                            seed, lambda rows: model.top_items(rows, n, history)[0],
+                            lambda rows: model.exact_top_items(rows, n, history)[0])
+
+
+def _measured(table: str, search: VectorSearch, anchors: np.ndarray, n: int, searched: float, seed: int,
+              approximate, exact) -> SearchSummary:
+    """What an approximate search did: its recall@n against ``exact`` on a seeded sample of ``anchors``, and
+    its ``searched`` seconds against the exact path's, logged."""
+    recall, sample, exact_seconds = measure_recall(approximate, exact, anchors, seed=seed)
+    summary = SearchSummary(table, "hnsw", library_version(), len(search), int(len(anchors)), n, round(recall, 4),
+                            sample, round(search.build_seconds, 2), round(searched, 2), round(exact_seconds, 2),
+                            asdict(search.params))
     log.info("publish: %s", summary.describe())
-    return table, summary
-
-
-def _summary(table: str, search: VectorSearch, anchors: np.ndarray, n: int, recall: float, sample: int,
-             searched: float, exact: float) -> SearchSummary:
-    return SearchSummary(table, "hnsw", library_version(), len(search), int(len(anchors)), n, round(recall, 4), sample,
-                         round(search.build_seconds, 2), round(searched, 2), round(exact, 2), asdict(search.params))
+    return summary
 
 
 def publish_item_to_item(lake: Lake, recs: pa.Table, run_date: str, run_id: str, model: str,

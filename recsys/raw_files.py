@@ -332,14 +332,22 @@ def _add_json_row(batch: _Batch, line_no: int, text: str, mapping: ColumnMapping
     batch.add(line_no, text, *_pick_fields(record, mapping, markers))
 
 
-def _parse_parquet(path: Path, mapping: ColumnMapping, batch: _Batch) -> Iterator[pa.RecordBatch]:
-    markers = frozenset(mapping.null_markers)
+def _open_parquet(path: Path, mapping: ColumnMapping, batch: _Batch) -> tuple[pq.ParquetFile | None, str | None]:
+    """The Parquet file and why the mapping cannot read it (None: it can); (None, None) when it cannot be
+    opened, after adding the row that says so."""
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
         batch.add(1, None, None, f"unreadable Parquet file: {exc}")
+        return None, None
+    return parquet, missing_columns_reason(mapping, parquet.schema_arrow.names)
+
+
+def _parse_parquet(path: Path, mapping: ColumnMapping, batch: _Batch) -> Iterator[pa.RecordBatch]:
+    markers = frozenset(mapping.null_markers)
+    parquet, missing = _open_parquet(path, mapping, batch)
+    if parquet is None:
         return
-    missing = missing_columns_reason(mapping, parquet.schema_arrow.names)
     row_no = 0
     for record_batch in parquet.iter_batches(batch_size=BATCH_ROWS):
         for record in record_batch.to_pylist():
@@ -903,12 +911,9 @@ def _parquet_rows(rows: pa.RecordBatch, first_row: int, mapping: ColumnMapping, 
 
 def _parse_parquet_fast(path: Path, mapping: ColumnMapping, batch: _Batch) -> Iterator[pa.RecordBatch]:
     """``_parse_parquet`` column-wise (see ``_parquet_rows``)."""
-    try:
-        parquet = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        batch.add(1, None, None, f"unreadable Parquet file: {exc}")
+    parquet, missing = _open_parquet(path, mapping, batch)
+    if parquet is None:
         return
-    missing = missing_columns_reason(mapping, parquet.schema_arrow.names)
     row_no = 0
     for record_batch in parquet.iter_batches(batch_size=BATCH_ROWS):
         if record_batch.num_rows:
