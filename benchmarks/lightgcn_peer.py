@@ -123,7 +123,8 @@ def link_peer_data(peer_dir: Path, folder: Path, name: str) -> None:
 def run_ours(folder: Path, args) -> dict:
     split = load_split(folder)
     train = split["train"]
-    params = LightGCNParams(dim=64, layers=3, lr=0.001, l2=1e-4, batch_size=2048, epochs=args.epochs)
+    params = LightGCNParams(dim=64, layers=3, lr=0.001, l2=1e-4, batch_size=2048, epochs=args.epochs,
+                            max_batches_per_epoch=None)  # the official schedule: 2048 triples per step
     adjacency = normalized_adjacency(train)
     with torch_threads(args.threads):
         threads = torch.get_num_threads()

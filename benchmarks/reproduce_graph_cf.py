@@ -174,7 +174,8 @@ def evaluate(user_vectors: np.ndarray, item_vectors: np.ndarray, split: dict, th
 
 def model_params(name: str, args) -> MFBPRParams:
     """The params of model ``name`` from the command line (NGCF's dropouts default to ``NGCFParams``' own)."""
-    common = dict(dim=args.dim, lr=args.lr, l2=args.l2, batch_size=args.batch_size, epochs=args.epochs)
+    common = dict(dim=args.dim, lr=args.lr, l2=args.l2, batch_size=args.batch_size, epochs=args.epochs,
+                  max_batches_per_epoch=None)  # the papers' schedule: batch_size triples per step on any dataset
     if name == "lightgcn":
         return LightGCNParams(layers=args.layers, **common)
     if name == "ngcf":

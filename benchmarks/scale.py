@@ -195,11 +195,15 @@ class SizeResult:
     output: str
 
 
-def run_size(log: Log, lake: Path, models: str | None = None, extra: tuple[str, ...] = ()) -> SizeResult:
-    """``recsys run`` on ``log`` into the fresh ``lake``; the stage seconds and peak memory."""
+def run_size(log: Log, lake: Path, models: str | None = None, extra: tuple[str, ...] = (),
+             api_url: str | None = None) -> SizeResult:
+    """``recsys run`` on ``log`` into the fresh ``lake``; the stage seconds and peak memory. The run
+    starts Prefect's temporary server, or reports to the server at ``api_url``."""
     env = dict(os.environ, DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="90", SPARK_LOCAL_IP="127.0.0.1",
                PYSPARK_PYTHON=sys.executable, PREFECT_HOME=str(lake.parent / "prefect_home"))
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     command = [sys.executable, "-m", "flows.cli", "run", "--input", str(log.events), "--items", str(log.items),
                "--lake", str(lake), "--set", "ingest.preset=sample", "--set", "dataset=scale"]
     if models:

@@ -51,3 +51,19 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(prefect_harness) -> str:
+    """The harness's Prefect server, for ``recsys run`` processes whose test is not about the temporary
+    server each run otherwise starts (tests/flows/test_adversarial.py and tests/test_wheel.py are)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
+def pytest_collection_modifyitems(items):
+    """Files with slow tests first: with two workers taking a file at a time, the long files start at once
+    and the quick ones fill in around them instead of one long file running alone at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items[:] = [item for item in items if item.path in slow_files] + [item for item in items if item.path not in slow_files]

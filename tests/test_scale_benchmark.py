@@ -23,11 +23,11 @@ def _report_counts(report: str, stage: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_one_million_events_publish_both_tables_with_balanced_accounting(tmp_path):
+def test_one_million_events_publish_both_tables_with_balanced_accounting(tmp_path, prefect_api_url):
     log = scale.scaled_log(1.0, tmp_path / "data")
     assert 900_000 < log.rows < 1_100_000
 
-    result = scale.run_size(log, tmp_path / "run" / "lake", models="popular,item_knn")
+    result = scale.run_size(log, tmp_path / "run" / "lake", models="popular,item_knn", api_url=prefect_api_url)
 
     assert result.returncode == 0, result.output[-3000:]
     [report] = (tmp_path / "run" / "lake").glob("runs/*/report.md")

@@ -52,6 +52,16 @@ def bpr_loss(users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tens
     return bpr + l2 * reg, bpr
 
 
+def batch_size_for(triples: int, params: MFBPRParams) -> int:
+    """Triples per Adam step: ``batch_size``, or more when the epoch would need more than
+    ``max_batches_per_epoch`` steps (then ``ceil(triples / max_batches_per_epoch)``, and the learning
+    rate grows by the same factor: Goyal et al. 2017's linear scaling rule, https://arxiv.org/abs/1706.02677)."""
+    cap = params.max_batches_per_epoch
+    if cap is None or triples <= cap * params.batch_size:
+        return params.batch_size
+    return -(-triples // cap)
+
+
 def train_bpr(interactions: Interactions, params: MFBPRParams, seed: int, propagate: Propagate | torch.nn.Module | None = None,
               progress: Callable[[int, int], None] = no_progress, curve: RankingCurve | None = None,
               device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
@@ -61,8 +71,8 @@ def train_bpr(interactions: Interactions, params: MFBPRParams, seed: int, propag
     ``torch.nn.Module`` there trains its own parameters too, in train mode during the epochs and in
     eval mode for scoring. After each epoch ``curve`` (when given) scores the validation users; with
     ``params.patience`` it stops early and keeps the best epoch. Returns the ego and final embeddings
-    (detached, on the CPU) and one record per epoch: epoch, mean total loss, mean BPR part, triples,
-    seconds, the validation metrics, ``best``. Deterministic for a seed on one torch thread."""
+    (detached, on the CPU) and one record per epoch: epoch, mean total loss, mean BPR part, triples, batch size,
+    learning rate, seconds, the validation metrics, ``best``. Deterministic for a seed on one torch thread."""
     R, n_users = interactions, interactions.n_users
     generator = torch.Generator().manual_seed(seed)
     ego = torch.empty(n_users + R.n_items, params.dim).normal_(0.0, params.init_std, generator=generator).to(device)
@@ -97,8 +107,11 @@ def train_bpr(interactions: Interactions, params: MFBPRParams, seed: int, propag
         u_all = torch.from_numpy(users).to(device)
         i_all, j_all = torch.from_numpy(positives + n_users).to(device), torch.from_numpy(negatives + n_users).to(device)
         total = bpr_total = 0.0
-        for s in range(0, len(users), params.batch_size):
-            u, i, j = u_all[s:s + params.batch_size], i_all[s:s + params.batch_size], j_all[s:s + params.batch_size]
+        batch = batch_size_for(len(users), params)
+        for group in optimizer.param_groups:  # a batch k times larger takes a k times larger step (linear scaling)
+            group["lr"] = params.lr * batch / params.batch_size
+        for s in range(0, len(users), batch):
+            u, i, j = u_all[s:s + batch], i_all[s:s + batch], j_all[s:s + batch]
             embeddings = forward(ego)  # (n_users + n_items, dim)
             loss, bpr = bpr_loss(embeddings[u], embeddings[i], embeddings[j], ego[u], ego[i], ego[j], params.l2)
             optimizer.zero_grad(set_to_none=True)
@@ -107,11 +120,12 @@ def train_bpr(interactions: Interactions, params: MFBPRParams, seed: int, propag
             total += loss.item() * len(u)
             bpr_total += bpr.item() * len(u)
         record = {"epoch": epoch + 1, "loss": round(total / len(users), 6), "bpr_loss": round(bpr_total / len(users), 6),
-                  "triples": int(len(users)), "seconds": round(time.perf_counter() - start, 3)}
+                  "triples": int(len(users)), "batch_size": batch,
+                  "lr": params.lr * batch / params.batch_size, "seconds": round(time.perf_counter() - start, 3)}
         record.update(curve(scores) if curve is not None else {})
         records.append(record)
         log.info("BPR epoch %d/%d: %s", epoch + 1, params.epochs,
-                 ", ".join(f"{k} {v}" for k, v in record.items() if k not in ("epoch", "triples")))
+                 ", ".join(f"{k} {v}" for k, v in record.items() if k not in ("epoch", "triples", "batch_size", "lr")))
         progress(epoch + 1, params.epochs)
         if best.update(epoch + 1, record.get(f"validation_{CURVE_METRIC}")):
             log.info("BPR: no better validation %s for %d epoch(s): stopping, keeping epoch %d", CURVE_METRIC,

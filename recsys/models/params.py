@@ -87,13 +87,15 @@ class MFBPRParams(UserModelParams):
     batch_size: int = Field(2048, ge=1, description="BPR triples per Adam step")
     epochs: int = Field(50, ge=1, description="passes over the interactions, each positive once per epoch with one fresh negative; early stopping may end sooner. The papers train up to 1000 on a GPU: raise it for large logs (docs/models.md)")
     init_std: float = Field(0.1, gt=0, description="embeddings start normal with this standard deviation (the official LightGCN code's initialiser)")
+    max_batches_per_epoch: int | None = Field(None, ge=1, description="at most this many Adam steps per epoch: when the epoch's triples need more batches of batch_size, each batch grows to ceil(triples / this) instead and the learning rate grows by the same factor; None keeps batch_size for any log")
 
 
 class LightGCNParams(MFBPRParams):
     """LightGCN (``recsys.models.lightgcn``): the same BPR training, on embeddings propagated over the
-    normalised user-item graph; the defaults are the paper's."""
+    normalised user-item graph; the defaults are the paper's, with a cap on the steps per epoch for large logs."""
 
     layers: int = Field(3, ge=0, description="propagation layers K; the final embedding is the mean of layers 0..K (0 is MF-BPR)")
+    max_batches_per_epoch: int | None = Field(256, ge=1, description="at most this many Adam steps per epoch (each propagates the whole graph, so without a cap an epoch costs the square of the interactions): above 256 x batch_size triples (about 1.2M events) each batch grows to ceil(triples / 256) and lr by the same factor; None keeps batch_size for any log (the paper's schedule)")
 
 
 class NGCFParams(MFBPRParams):

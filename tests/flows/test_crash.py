@@ -31,8 +31,10 @@ SETTINGS = ["walks.walks_per_node=2", "walks.walk_length=10", "walks.partitions=
             "train.word2vec.epochs=2", "publish.tolerance=1.0"]
 
 
-def _start(lake: Path, run_date: str, log: Path, pause: str | None = None, signal_file: Path | None = None) -> subprocess.Popen:
-    env = {**os.environ, "RECSYS_PAUSE_AT": pause or "", "RECSYS_PAUSE_SIGNAL": str(signal_file or "")}
+def _start(lake: Path, run_date: str, log: Path, api_url: str, pause: str | None = None,
+           signal_file: Path | None = None) -> subprocess.Popen:
+    env = {**os.environ, "RECSYS_PAUSE_AT": pause or "", "RECSYS_PAUSE_SIGNAL": str(signal_file or ""),
+           "PREFECT_API_URL": api_url}  # the test's server: no temporary one started (and killed) per run
     command = [sys.executable, "-m", "tests.faults", "run", "--lake", str(lake), "--set", f"window.run_date={run_date}"]
     for setting in SETTINGS:
         command += ["--set", setting]
@@ -40,14 +42,14 @@ def _start(lake: Path, run_date: str, log: Path, pause: str | None = None, signa
                             start_new_session=True)
 
 
-def _run(lake: Path, run_date: str, log: Path) -> None:
-    process = _start(lake, run_date, log)
+def _run(lake: Path, run_date: str, log: Path, api_url: str) -> None:
+    process = _start(lake, run_date, log, api_url)
     assert process.wait(timeout=400) == 0, log.read_text()[-3000:]
 
 
-def _kill_at(lake: Path, run_date: str, point: str, folder: Path) -> None:
+def _kill_at(lake: Path, run_date: str, point: str, folder: Path, api_url: str) -> None:
     signal_file, log = folder / f"paused-{point}", folder / f"killed-at-{point}.log"
-    process = _start(lake, run_date, log, point, signal_file)
+    process = _start(lake, run_date, log, api_url, point, signal_file)
     deadline = time.monotonic() + 400
     while not signal_file.exists():
         assert process.poll() is None, f"the run ended before reaching {point}: {log.read_text()[-3000:]}"
@@ -72,22 +74,22 @@ def _leftovers(lake: Lake) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_killed_runs_leave_latest_intact_and_the_next_run_recovers(tmp_path):
+def test_killed_runs_leave_latest_intact_and_the_next_run_recovers(tmp_path, prefect_api_url):
     lake = Lake(tmp_path / "lake")
-    _run(lake.root, D, tmp_path / "first.log")
+    _run(lake.root, D, tmp_path / "first.log", prefect_api_url)
     before, table_before = _published_state(lake), read_latest(lake.root)
     assert json.loads(lake.latest_pointer.read_text())["run_date"] == D
 
     left_behind = {}
     for point in ("walks", "train", "publish"):
-        _kill_at(lake.root, NEXT, point, tmp_path)
+        _kill_at(lake.root, NEXT, point, tmp_path, prefect_api_url)
         assert _published_state(lake) == before, f"killed during {point}: the published files changed"
         assert read_latest(lake.root).equals(table_before)
         left_behind[point] = [p.name for p in _leftovers(lake)]
         assert (lake.root / "_RUN_LOCK").exists()  # the killed run's lock, taken over by the next run
     assert any(name.startswith(".walks.") for name in left_behind["walks"]), left_behind
 
-    _run(lake.root, NEXT, tmp_path / "recovery.log")
+    _run(lake.root, NEXT, tmp_path / "recovery.log", prefect_api_url)
     assert json.loads(lake.latest_pointer.read_text())["run_date"] == NEXT
     assert published_dates(lake) == [D, NEXT]
     assert read_latest(lake.root).num_rows > 0

@@ -20,7 +20,8 @@ def test_nightly_with_sequence_models_on_the_sample(prefect_harness, tmp_path):
 
     config = PipelineConfig.model_validate({
         "lake": str(tmp_path / "lake"),
-        "train": {"models": MODELS, "gru4rec": {"n_epochs": 3}, "attrec": {"epochs": 5}},
+        "walks": {"walks_per_node": 2, "walk_length": 10},
+        "train": {"models": MODELS, "gru4rec": {"n_epochs": 3}, "attrec": {"epochs": 5}, "word2vec": {"epochs": 2}},
     })
     result = nightly(config=config)
     evaluation = result.evaluate

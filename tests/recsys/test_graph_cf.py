@@ -12,7 +12,7 @@ import torch
 from recsys.interactions import Interactions, bpr_triples, normalized_adjacency, sample_negatives
 from recsys.models.base import USER_TO_ITEM, TrainingInputs
 from recsys.models.lightgcn import LightGCNModel, propagate
-from recsys.models.mf_bpr import MFBPRModel, bpr_loss
+from recsys.models.mf_bpr import MFBPRModel, batch_size_for, bpr_loss
 from recsys.models.params import LightGCNParams, MFBPRParams
 
 
@@ -221,8 +221,24 @@ def test_models_rank_held_out_items_of_the_users_own_group_first(cls, params):
     assert _mean_auc_of_held_out_against_other_group(trained, R, held_out, group_users, group_items) > 0.95
     curve = trained.meta["curve"]
     assert [c["epoch"] for c in curve] == list(range(1, params.epochs + 1))
-    assert all(c["triples"] == R.nnz and c["seconds"] >= 0 for c in curve)
+    assert all(c["triples"] == R.nnz and c["seconds"] >= 0 and c["batch_size"] == params.batch_size for c in curve)
     assert curve[-1]["loss"] < 0.5 * curve[0]["loss"]  # the loss falls
+
+
+def test_the_batch_grows_so_that_an_epoch_takes_at_most_max_batches_per_epoch_steps():
+    params = MFBPRParams(batch_size=10, max_batches_per_epoch=4)
+    assert [batch_size_for(n, params) for n in (1, 40, 41, 1000, 1001)] == [10, 10, 11, 250, 251]
+    assert batch_size_for(10**7, params.model_copy(update={"max_batches_per_epoch": None})) == 10
+    assert LightGCNParams().max_batches_per_epoch == 256 and MFBPRParams().max_batches_per_epoch is None
+
+    R, held_out, group_users, group_items = _planted()
+    capped = LightGCNParams(dim=16, lr=0.02, batch_size=64, epochs=20, layers=2, max_batches_per_epoch=3)
+    trained = LightGCNModel.fit(_inputs(R), capped)
+    curve = trained.meta["curve"]
+    assert {c["batch_size"] for c in curve} == {-(-R.nnz // 3)}  # 720 triples: 3 steps of 240, not 12 of 64
+    assert {c["lr"] for c in curve} == {0.02 * 240 / 64}  # and 3.75 times the step
+    assert curve[-1]["loss"] < 0.5 * curve[0]["loss"]
+    assert _mean_auc_of_held_out_against_other_group(trained, R, held_out, group_users, group_items) > 0.9
 
 
 @pytest.mark.parametrize("cls,params", MODELS, ids=["mf_bpr", "lightgcn"])
