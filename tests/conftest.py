@@ -62,8 +62,22 @@ def prefect_api_url(prefect_harness) -> str:
     return PREFECT_API_URL.value()
 
 
+# The longest files of the suite, longest first (CI's --durations): started first, so that with two
+# workers taking a file at a time no long file runs alone at the end (scripts/test.sh keeps this order).
+LONGEST_FILES = ("flows/test_crash.py", "test_scale_benchmark.py", "flows/test_nightly.py", "recsys/test_stages_taobao.py",
+                 "recsys/test_ann.py", "test_wheel.py", "recsys/test_cluster.py", "flows/test_deployment.py",
+                 "flows/test_increments.py")
+
+
 def pytest_collection_modifyitems(items):
-    """Files with slow tests first: with two workers taking a file at a time, the long files start at once
-    and the quick ones fill in around them instead of one long file running alone at the end."""
+    """The longest files first, then the other files with slow tests, then the quick ones."""
+    tests = Path(__file__).resolve().parent
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items[:] = [item for item in items if item.path in slow_files] + [item for item in items if item.path not in slow_files]
+
+    def rank(item) -> int:
+        name = item.path.relative_to(tests).as_posix() if item.path.is_relative_to(tests) else ""
+        if name in LONGEST_FILES:
+            return LONGEST_FILES.index(name)
+        return len(LONGEST_FILES) + (item.path not in slow_files)
+
+    items.sort(key=rank)  # stable: a file's tests stay together and in their order
