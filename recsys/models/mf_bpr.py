@@ -108,8 +108,9 @@ def train_bpr(interactions: Interactions, params: MFBPRParams, seed: int, propag
         i_all, j_all = torch.from_numpy(positives + n_users).to(device), torch.from_numpy(negatives + n_users).to(device)
         total = bpr_total = 0.0
         batch = batch_size_for(len(users), params)
-        for group in optimizer.param_groups:  # a batch k times larger takes a k times larger step (linear scaling)
-            group["lr"] = params.lr * batch / params.batch_size
+        lr = params.lr * batch / params.batch_size  # a batch k times larger takes a k times larger step (linear scaling)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         for s in range(0, len(users), batch):
             u, i, j = u_all[s:s + batch], i_all[s:s + batch], j_all[s:s + batch]
             embeddings = forward(ego)  # (n_users + n_items, dim)
@@ -120,8 +121,8 @@ def train_bpr(interactions: Interactions, params: MFBPRParams, seed: int, propag
             total += loss.item() * len(u)
             bpr_total += bpr.item() * len(u)
         record = {"epoch": epoch + 1, "loss": round(total / len(users), 6), "bpr_loss": round(bpr_total / len(users), 6),
-                  "triples": int(len(users)), "batch_size": batch,
-                  "lr": params.lr * batch / params.batch_size, "seconds": round(time.perf_counter() - start, 3)}
+                  "triples": int(len(users)), "batch_size": batch, "lr": lr,
+                  "seconds": round(time.perf_counter() - start, 3)}
         record.update(curve(scores) if curve is not None else {})
         records.append(record)
         log.info("BPR epoch %d/%d: %s", epoch + 1, params.epochs,
