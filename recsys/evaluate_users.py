@@ -103,7 +103,7 @@ def user_metrics_row(model: UserModel, holdout: UserHoldout, history: Interactio
                      repeat_items: bool) -> dict:
     """Every ranking metric of one model on the holdout, plus coverage and the share of users served."""
     k_max = max(ks)
-    top, _ = top_items(model, holdout.users, k_max, None if repeat_items else history)
+    top, _ = model.exact_top_items(holdout.users, k_max, None if repeat_items else history)
     names = [f"{m}@{k}" for m in ("recall", "ndcg", "precision", "hit", "mrr") for k in ks]
     metrics = ranking_metrics(top, holdout.truth_indptr, holdout.truth_indices, ks) if len(holdout.users) else \
         {name: math.nan for name in names}

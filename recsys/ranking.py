@@ -5,7 +5,8 @@ and Powering Graph Convolution Network for Recommendation", SIGIR, https://arxiv
 every query row (a user, or a session prefix) is scored against **all** items, no sampled negatives;
 the items the row must not get back (its training items) are set to ``-inf`` before ``torch.topk``.
 Scores are computed one block of rows at a time, so memory is O(batch_size x n_items), never
-O(n_users x n_items).
+O(n_users x n_items). Scores that are sparse over one shared ranking (item-kNN's
+neighbours, popularity) are ranked by ``top_k_with_fallback`` instead: the same result, no dense block.
 
 Retrieval is deterministic: of equal scores the lower item index ranks first, also at the cut-off
 (``torch.topk`` alone does not promise which of several tied items it returns). A row with fewer than
@@ -121,23 +122,46 @@ def rank_top_k(scores: torch.Tensor, k: int, exclude_indptr: np.ndarray | None =
         items = torch.zeros((n_rows, 0), dtype=torch.int64, device=scores.device)
         values = scores.new_zeros((n_rows, 0))
     else:
-        # The k-th best value is unique even when the items holding it are not: keep every item above
-        # it and, of the items equal to it, the lowest-indexed ones until each row has exactly kk.
-        threshold = torch.topk(scores, kk, dim=1).values[:, -1:]                # (B, 1)
-        above = scores > threshold                                               # (B, n_items)
-        tied = scores == threshold                                               # (B, n_items)
-        room = kk - above.sum(dim=1, keepdim=True)                               # (B, 1), >= 1
-        keep = above | (tied & (torch.cumsum(tied, dim=1, dtype=torch.int32) <= room))
-        items = keep.nonzero()[:, 1].view(n_rows, kk)                           # ascending item index
-        values = torch.gather(scores, 1, items)
-        # a stable sort keeps equal scores in ascending item order, so ties go to the lower index
-        values, order = torch.sort(values, dim=1, descending=True, stable=True)
-        items = torch.gather(items, 1, order)
+        items, values = _top_k_ties_to_lower_index(scores, kk)
         items = torch.where(torch.isneginf(values), torch.full_like(items, -1), items)
     if kk < k:
         items = torch.cat([items, items.new_full((n_rows, k - kk), -1)], dim=1)
         values = torch.cat([values, values.new_full((n_rows, k - kk), float("-inf"))], dim=1)
     return items, values
+
+
+def _top_k_ties_to_lower_index(scores: torch.Tensor, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``kk`` (1 <= kk <= n_items) best items of each row, best first, ties to the lower item index.
+
+    ``torch.topk`` alone settles a row whose kk-th best value is strictly above its next one (one ``topk``
+    of kk + 1, then a sort); only rows with a tie across the cut take the full pass over their scores."""
+    n_items = scores.shape[1]
+    top = torch.topk(scores, min(kk + 1, n_items), dim=1)
+    items, values = top.indices[:, :kk], top.values[:, :kk]
+    by_index, where = torch.sort(items, dim=1)
+    values, order = torch.sort(torch.gather(values, 1, where), dim=1, descending=True, stable=True)
+    items = torch.gather(by_index, 1, order)
+    if kk < n_items:
+        cut_tied = (top.values[:, kk - 1] == top.values[:, kk]).nonzero()[:, 0]
+        if len(cut_tied):
+            items[cut_tied], values[cut_tied] = _top_k_with_tied_cut(scores[cut_tied], kk)
+    return items, values
+
+
+def _top_k_with_tied_cut(scores: torch.Tensor, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_top_k_ties_to_lower_index`` for rows whose cut falls inside a run of equal values."""
+    n_rows = scores.shape[0]
+    # The k-th best value is unique even when the items holding it are not: keep every item above
+    # it and, of the items equal to it, the lowest-indexed ones until each row has exactly kk.
+    threshold = torch.topk(scores, kk, dim=1).values[:, -1:]                # (B, 1)
+    above = scores > threshold                                               # (B, n_items)
+    tied = scores == threshold                                               # (B, n_items)
+    room = kk - above.sum(dim=1, keepdim=True)                               # (B, 1), >= 1
+    keep = above | (tied & (torch.cumsum(tied, dim=1, dtype=torch.int32) <= room))
+    items = keep.nonzero()[:, 1].view(n_rows, kk)                           # ascending item index
+    # a stable sort keeps equal scores in ascending item order, so ties go to the lower index
+    values, order = torch.sort(torch.gather(scores, 1, items), dim=1, descending=True, stable=True)
+    return torch.gather(items, 1, order), values
 
 
 def top_k_in_batches(score_fn: ScoreFn, users: np.ndarray, k: int, exclude_indptr: np.ndarray | None = None,
@@ -177,6 +201,128 @@ def top_k_in_batches(score_fn: ScoreFn, users: np.ndarray, k: int, exclude_indpt
         return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
     logger.info("ranked %d rows over %d items (k=%d, batch_size=%d) in %.2fs",
                 len(users), n_items, k, batch_size, time.perf_counter() - started)
+    return np.concatenate(item_blocks), np.concatenate(value_blocks)
+
+
+def top_k_with_fallback(candidates: tuple[np.ndarray, np.ndarray, np.ndarray], k: int, fallback_items: np.ndarray,
+                        fallback_scores: np.ndarray, exclude_indptr: np.ndarray | None = None,
+                        exclude_indices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``rank_top_k`` of a block whose scores are mostly one shared ranking, without a dense row.
+
+    Row ``r`` scores item ``i`` at its candidate score where ``candidates`` (a B-row CSR ``(indptr, indices,
+    scores)``) has the entry, else at the item's base score ``fallback_scores[j]`` where ``fallback_items[j]
+    == i``. ``fallback_items`` lists every rankable item once, best base score first, ties by ascending item
+    index; an item it leaves out is rankable only as a candidate. ``exclude_*`` is a block-local CSR of items
+    ranked at ``-inf``. The result equals ``rank_top_k`` on the dense rows (same items, order and padding),
+    in O(candidates + excluded + B x k): a row's top k come from its own entries and the head of the shared
+    list, which it reads no further than k plus its own candidates and exclusions.
+    """
+    indptr, indices, scores = (np.asarray(a) for a in candidates)
+    n_rows = len(indptr) - 1
+    fallback_items = np.asarray(fallback_items, dtype=np.int64)
+    fallback_scores = np.asarray(fallback_scores, dtype=np.float32)
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    if len(fallback_items) != len(fallback_scores):
+        raise ValueError(f"{len(fallback_items)} fallback items but {len(fallback_scores)} fallback scores")
+    _check_csr(indptr, indices, n_rows, "candidates")
+    if exclude_indptr is None:
+        exclude_indptr, exclude_indices = np.zeros(n_rows + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    _check_csr(exclude_indptr, exclude_indices, n_rows, "exclude")
+    span = int(max(indices.max(initial=-1), np.max(exclude_indices, initial=-1), fallback_items.max(initial=-1))) + 1
+    # each row reads the shared list up to k plus everything its own entries can remove from it
+    reach = np.minimum(k + np.diff(indptr) + np.diff(exclude_indptr), len(fallback_items))
+    reach_indptr = np.concatenate([[0], np.cumsum(reach)])
+    position = np.arange(reach_indptr[-1], dtype=np.int64) - np.repeat(reach_indptr[:-1], reach)
+    keys, tags, values = _tagged_entries(n_rows, span, (exclude_indptr, exclude_indices, None),
+                                         (indptr, indices, np.asarray(scores, dtype=np.float32)),
+                                         (reach_indptr, fallback_items[position], fallback_scores[position]))
+    rankable = _rankable(keys, tags)
+    keys, values = keys[rankable], values[rankable]
+    rows, items, values = _best_first_per_row(keys // span, keys % span, values, k)
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
+    top = rank < k
+    out_items = np.full((n_rows, k), -1, dtype=np.int64)
+    out_scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
+    out_items[rows[top], rank[top]] = items[top]
+    out_scores[rows[top], rank[top]] = values[top]
+    out_items[np.isneginf(out_scores)] = -1
+    return out_items, out_scores
+
+
+EXCLUDED, CANDIDATE, SHARED = 0, 1, 2  # where an entry of top_k_with_fallback comes from, in precedence order
+
+
+def _tagged_entries(n_rows: int, span: int, *sources: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (row, item) entries of the CSR ``sources`` (excluded, candidates, shared; in that order) as
+    ``row * span + item`` keys, each with its source's tag and its float32 score (-inf where none)."""
+    keys, tags, values = [], [], []
+    for tag, (row_indptr, items, scores) in enumerate(sources):
+        rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(row_indptr))
+        keys.append(rows * span + np.asarray(items, dtype=np.int64))
+        tags.append(np.full(len(rows), tag, dtype=np.int64))
+        values.append(np.full(len(rows), -np.inf, np.float32) if scores is None else scores)
+    return np.concatenate(keys), np.concatenate(tags), np.concatenate(values)
+
+
+def _rankable(keys: np.ndarray, tags: np.ndarray) -> np.ndarray:
+    """Which entries are ranked: a candidate unless excluded, a shared entry unless excluded or a candidate.
+
+    One sort of ``key * 3 + tag`` puts each (row, item)'s entries together, the one that decides first."""
+    order = np.argsort(keys * 3 + tags)
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    first_of_group = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    keep = np.zeros(len(keys), dtype=bool)
+    keep[order] = (tags[order] != EXCLUDED) & (first_of_group == np.arange(len(order)))
+    return keep
+
+
+def _best_first_per_row(rows: np.ndarray, items: np.ndarray, values: np.ndarray,
+                        k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The entries sorted by row, then score descending, then item, of which only those that can make
+    a row's top k: its k best values and every entry tied with its k-th. A plain sort on (row, score)
+    finds each row's k-th value; only the few entries at or above it are sorted with their items."""
+    values = values + np.float32(0.0)  # -0.0 becomes 0.0: equal scores, equal bits
+    bits = values.view(np.uint32).astype(np.int64)
+    ascending = np.where(bits >= 1 << 31, (1 << 32) - 1 - bits, bits + (1 << 31))  # order-preserving
+    order = np.argsort((rows << 32) | ((1 << 32) - 1 - ascending))
+    sorted_rows = rows[order]
+    per_row = np.bincount(rows)
+    row_end = np.cumsum(per_row)[sorted_rows]
+    row_start = row_end - per_row[sorted_rows]
+    kth = values[order][np.minimum(row_start + max(k, 1), row_end) - 1]
+    near = order[values[order] >= kth] if k else order[:0]
+    near = near[np.lexsort((items[near], -values[near], rows[near]))]
+    return rows[near], items[near], values[near]
+
+
+CandidateFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]  # (B,) row ids -> B-row CSR
+
+
+def top_k_with_fallback_in_batches(candidate_fn: CandidateFn, users: np.ndarray, k: int, fallback_items: np.ndarray,
+                                   fallback_scores: np.ndarray, exclude_indptr: np.ndarray | None = None,
+                                   exclude_indices: np.ndarray | None = None,
+                                   batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """``top_k_in_batches`` for scores given as candidates over a shared ranking (``top_k_with_fallback``):
+    ``candidate_fn`` gets a batch of row ids and returns their candidate CSR ``(indptr, indices, scores)``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if (exclude_indptr is None) != (exclude_indices is None):
+        raise ValueError("give both exclude_indptr and exclude_indices, or neither")
+    users = np.asarray(users, dtype=np.int64)
+    if exclude_indptr is not None and len(users) and (users.min() < 0 or users.max() >= len(exclude_indptr) - 1):
+        raise ValueError(f"user ids must lie in [0, {len(exclude_indptr) - 1}), the rows of the exclude CSR")
+    started = time.perf_counter()
+    item_blocks, value_blocks = [np.zeros((0, k), dtype=np.int64)], [np.zeros((0, k), dtype=np.float32)]
+    for lo in range(0, len(users), batch_size):
+        batch = users[lo:lo + batch_size]
+        local = (None, None) if exclude_indptr is None else csr_take_rows(exclude_indptr, exclude_indices, batch)
+        items, values = top_k_with_fallback(candidate_fn(batch), k, fallback_items, fallback_scores, *local)
+        item_blocks.append(items)
+        value_blocks.append(values)
+    logger.info("ranked %d rows from candidates and a shared list of %d items (k=%d) in %.2fs",
+                len(users), len(fallback_items), k, time.perf_counter() - started)
     return np.concatenate(item_blocks), np.concatenate(value_blocks)
 
 

@@ -189,7 +189,9 @@ class UserModel(Model):
 
     def exact_top_items(self, users: np.ndarray, n: int, exclude: Interactions | None = None,
                         batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-        """``top_items`` by scoring every item (``user_scores``): the reference of an approximate search's recall."""
+        """``top_items`` by exhaustive, exact ranking: the reference of an approximate search's recall and what the
+        evaluation ranks. By default it scores every item (``user_scores``); a model whose scores are sparse
+        over one shared ranking may override it with an equal ranking that never builds the dense rows."""
         from recsys.evaluate_users import top_items
 
         return top_items(self, users, n, exclude, batch_size)

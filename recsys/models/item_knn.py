@@ -16,6 +16,9 @@ its ``k`` most similar other items (``S[j, i] = cos(i, j)`` for those ``j``, 0 e
 entries instead), and ties among equally similar neighbours go to the lower item index rather than
 to ``argpartition``'s arbitrary order. ``S`` is computed sparsely, ``R^T R`` a block of item columns at a
 time, so memory stays O(n_items * k) plus one block's co-occurrences; never a dense item x item matrix.
+The top items of a user are ranked from the sparse ``R_u S`` with the zero-scored rest of the catalogue
+behind it in index order (``recsys.ranking.top_k_with_fallback``), equal to ranking the dense row: the
+work grows with the users' neighbour entries, never users x items.
 
 The model serves the tables its inputs allow: item-to-item when ``inputs.table`` is given,
 user-to-item when ``inputs.interactions`` is given. Having no epochs to validate, it uses the whole
@@ -36,6 +39,7 @@ from recsys.interactions import Interactions
 from recsys.models.base import FALLBACK_SCORE, ITEM_TO_ITEM, USER_TO_ITEM, ItemModel, TrainingInputs, UserModel, \
     known_pairs, read_meta, top_n_rows, write_meta
 from recsys.models.params import NoParams
+from recsys.ranking import top_k_with_fallback_in_batches
 from recsys.transition import TransitionTable
 
 log = logging.getLogger(__name__)
@@ -176,6 +180,22 @@ class ItemKNNModel(ItemModel, UserModel):
         self._require(USER_TO_ITEM)
         block = self.history[np.asarray(users, dtype=np.int64)] @ self.similarity  # sparse (B, n_items)
         return block.toarray().astype(np.float32, copy=False)
+
+    def exact_top_items(self, users: np.ndarray, n: int, exclude: Interactions | None = None,
+                        batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """``top_items`` from each user's sparse scores (``R_u S``: the neighbours of the user's items only);
+        every other item scores 0 and fills the remaining slots by ascending index, as the dense ranking
+        would. The work is the users' neighbour entries, not users x catalogue."""
+        self._require(USER_TO_ITEM)
+        n_items = self.similarity.shape[0]
+
+        def candidates(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            block = self.history[batch] @ self.similarity  # sparse (B, n_items)
+            return block.indptr, block.indices, block.data
+
+        masks = (exclude.indptr, exclude.indices) if exclude is not None else (None, None)
+        return top_k_with_fallback_in_batches(candidates, users, n, np.arange(n_items), np.zeros(n_items, np.float32),
+                                              *masks, batch_size=batch_size)
 
     def _require(self, table: str) -> None:
         if table not in self.serves:

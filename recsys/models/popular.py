@@ -6,7 +6,9 @@ training window, whatever ``a`` is; an item never seen in training scores the fa
 User-to-item (from the interactions): ``score(u, i) = |{users who interacted with i}|``, the same for
 every user (RecBole's ``Pop``, counted over distinct users); the evaluation and publication remove the
 user's own training items, so a user gets the most popular items they have not interacted with. Ties
-go to the lower item index, as everywhere in the ranking code.
+go to the lower item index, as everywhere in the ranking code. The ranking reads the one popularity list per
+user until ``n`` items remain after the user's exclusions (``recsys.ranking.top_k_with_fallback``), never
+a dense users x items block.
 
 The model serves the tables its inputs allow: item-to-item when ``inputs.table`` is given,
 user-to-item when ``inputs.interactions`` is given. Having no epochs to validate, it uses the whole
@@ -20,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from recsys.interactions import Interactions
 from recsys.models.base import FALLBACK_SCORE, ITEM_TO_ITEM, USER_TO_ITEM, ItemModel, TrainingInputs, UserModel, \
     known_pairs, read_meta, top_n_rows, write_meta
 from recsys.models.params import NoParams
+from recsys.ranking import top_k_with_fallback_in_batches
 
 
 class PopularModel(ItemModel, UserModel):
@@ -83,6 +87,21 @@ class PopularModel(ItemModel, UserModel):
         if self.user_popularity is None:
             raise ValueError("this popular model was trained without interactions: it serves only item_to_item")
         return np.tile(self.user_popularity, (len(users), 1))  # (B, n_items): the same row for every user
+
+    def exact_top_items(self, users: np.ndarray, n: int, exclude: Interactions | None = None,
+                        batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """``top_items`` from the one popularity ranking: each user reads it only until ``n`` items remain
+        after their own exclusions, never a row over the whole catalogue."""
+        if self.user_popularity is None:
+            raise ValueError("this popular model was trained without interactions: it serves only item_to_item")
+        ranking = np.lexsort((np.arange(len(self.user_popularity)), -self.user_popularity))
+
+        def no_candidates(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            return np.zeros(len(batch) + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+
+        masks = (exclude.indptr, exclude.indices) if exclude is not None else (None, None)
+        return top_k_with_fallback_in_batches(no_candidates, users, n, ranking, self.user_popularity[ranking], *masks,
+                                              batch_size=batch_size)
 
     # -- persistence ------------------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ from recsys.ranking import (
     ranking_metrics,
     ranking_metrics_per_user,
     top_k_in_batches,
+    top_k_with_fallback,
+    top_k_with_fallback_in_batches,
     users_served,
 )
 
@@ -280,6 +282,21 @@ def test_batched_top_k_matches_naive(seed, n_users, n_items, k):
     assert np.any(items == -1)  # the padding case was exercised
 
 
+
+def test_rows_with_and_without_a_tie_at_the_cut_rank_alike_in_one_block():
+    """Distinct scores (topk settles the row), ties inside the top k only (a sort settles them), and ties
+    across the cut (the full pass), side by side in one block, against the naive ranking."""
+    rng = np.random.default_rng(5)
+    scores = rng.random((30, 50)).astype(np.float32)
+    scores[10:20, :12] = 2.0          # twelve equal best items: a tie inside the top 6 and across its cut
+    scores[20:30, [7, 3, 40]] = 3.0   # three equal best items, well inside the top 6
+    scores[25, :47] = NEG_INF         # only three rankable items: padded
+    items, values = rank_top_k(torch.from_numpy(scores), 6)
+    naive_items, naive_values = _naive_top_k(scores, 6, [set()] * 30)
+    assert items.tolist() == naive_items and values.tolist() == naive_values
+    assert items[10].tolist() == [0, 1, 2, 3, 4, 5] and items[20][:3].tolist() == [3, 7, 40]
+    assert items[25][3:].tolist() == [-1, -1, -1]
+
 def test_batch_size_does_not_change_results_and_bounds_each_call():
     rng = np.random.default_rng(7)
     n_users, n_items, k = 50, 31, 6
@@ -306,6 +323,61 @@ def test_batch_size_does_not_change_results_and_bounds_each_call():
         assert np.array_equal(values, reference[1]), batch_size
     assert np.array_equal(reference[0][-1], reference[0][-2])
 
+
+
+def _candidates_over_a_shared_list(rng: np.random.Generator, n_users: int, n_items: int):
+    """A shared base ranking (tied levels, some items left out: unrankable unless a row has them as
+    candidates) and per-row candidate overrides from the same levels, so candidates tie with the list."""
+    base = rng.integers(0, 4, n_items).astype(np.float32) / 4
+    listed = np.flatnonzero(rng.random(n_items) < 0.9)
+    fallback = listed[np.lexsort((listed, -base[listed]))]
+    rows = [sorted(rng.choice(n_items, size=int(rng.integers(0, n_items // 2)), replace=False).tolist())
+            for _ in range(n_users)]
+    indptr, indices = _csr(rows)
+    values = rng.integers(0, 5, len(indices)).astype(np.float32) / 4
+    dense = np.full((n_users, n_items), NEG_INF, dtype=np.float32)
+    dense[:, fallback] = base[fallback]
+    dense[np.repeat(np.arange(n_users), np.diff(indptr)), indices] = values
+    return (indptr, indices, values), fallback, base[fallback], dense
+
+
+@pytest.mark.parametrize("seed, n_users, n_items, k", [(0, 37, 23, 8), (1, 37, 23, 30), (2, 12, 400, 50), (3, 5, 9, 0)])
+def test_top_k_with_fallback_equals_the_dense_ranking(seed, n_users, n_items, k):
+    rng = np.random.default_rng(seed)
+    candidates, fallback_items, fallback_scores, dense = _candidates_over_a_shared_list(rng, n_users, n_items)
+    exclude = _random_exclusion(rng, n_users, n_items)
+    items, values = top_k_with_fallback(candidates, k, fallback_items, fallback_scores, *exclude)
+    expected_items, expected_values = rank_top_k(torch.from_numpy(dense), k, *exclude)
+    assert items.dtype == np.int64 and items.shape == (n_users, k) and values.dtype == np.float32
+    assert items.tolist() == expected_items.tolist()
+    assert values.tolist() == expected_values.tolist()
+    if k:
+        assert np.any(items == -1) and np.any(items >= 0)  # padding and ranked rows both exercised
+    no_exclusion = top_k_with_fallback(candidates, k, fallback_items, fallback_scores)
+    assert no_exclusion[0].tolist() == rank_top_k(torch.from_numpy(dense), k)[0].tolist()
+
+
+def test_top_k_with_fallback_in_batches_matches_one_block_and_checks_its_input():
+    rng = np.random.default_rng(11)
+    (indptr, indices, values), fallback_items, fallback_scores, dense = _candidates_over_a_shared_list(rng, 40, 30)
+    exclude = _random_exclusion(rng, 40, 30)
+    users = np.r_[rng.permutation(40), [3]]
+
+    def candidates(batch: np.ndarray):
+        sub_indptr, positions = csr_take_rows(indptr, np.arange(len(indices)), batch)
+        return sub_indptr, indices[positions], values[positions]
+
+    for batch_size in (1, 7, 100):
+        items, scores = top_k_with_fallback_in_batches(candidates, users, 6, fallback_items, fallback_scores, *exclude,
+                                                       batch_size=batch_size)
+        expected = top_k_in_batches(lambda b: torch.from_numpy(dense[b.numpy()]), users, 6, *exclude)
+        assert items.tolist() == expected[0].tolist() and scores.tolist() == expected[1].tolist()
+    empty = top_k_with_fallback_in_batches(candidates, np.zeros(0, np.int64), 6, fallback_items, fallback_scores)
+    assert empty[0].shape == (0, 6)
+    with pytest.raises(ValueError, match="rows of the exclude CSR"):
+        top_k_with_fallback_in_batches(candidates, np.array([40]), 6, fallback_items, fallback_scores, *exclude)
+    with pytest.raises(ValueError, match="fallback scores"):
+        top_k_with_fallback((indptr[:2], indices[:indptr[1]], values[:indptr[1]]), 3, fallback_items, fallback_scores[:-1])
 
 def test_top_k_without_exclusion_and_with_no_users():
     scores = np.array([[0.1, 0.3, 0.2], [0.0, 0.0, 0.5]], dtype=np.float32)

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from recsys.catalog import build_catalog
+from recsys.evaluate_users import top_items as dense_top_items
 from recsys.interactions import Interactions
 from recsys.models import REGISTRY, model_class
 from recsys.models.base import ITEM_TO_ITEM, USER_TO_ITEM, TrainingInputs
@@ -159,3 +160,20 @@ def test_item_knn_save_load_gives_identical_scores(tmp_path):
     assert without_graph.serves == {USER_TO_ITEM}
     np.testing.assert_array_equal(without_graph.user_scores(np.arange(R.n_users)), model_class("item_knn").fit(
         _inputs(R), NoParams()).user_scores(np.arange(R.n_users)))
+
+
+# -- top items: sparse ranking against the dense reference --------------------------------------------
+
+@pytest.mark.parametrize("name, n", [("popular", 4), ("popular", 40), ("item_knn", 3), ("item_knn", 40)])
+def test_top_items_without_a_dense_row_equal_the_dense_ranking(name, n):
+    """``exact_top_items`` ranks from each user's own entries and one shared list; the reference scores
+    every item (``user_scores``) and ranks the dense rows. Same items, order, scores and padding."""
+    R = _random(n_users=60, n_items=30, nnz=300, seed=6)
+    model = model_class(name).fit(_inputs(R), NoParams())
+    users = np.r_[np.arange(R.n_users)[::-1], [5]]
+    for exclude in (None, R):
+        items, scores = model.exact_top_items(users, n, exclude, batch_size=16)
+        expected_items, expected_scores = dense_top_items(model, users, n, exclude)
+        np.testing.assert_array_equal(items, expected_items)
+        np.testing.assert_array_equal(scores, expected_scores)
+    assert (items == -1).any() == (n > R.n_items - np.diff(R.indptr).max())  # n beyond what is left: padded
