@@ -10,7 +10,9 @@ lake, and prints, per stage, the wall seconds (``runs/<id>/stage_seconds.json``)
 microseconds per event (the cost per event, which should stay flat from size to size), and the ratio of
 the stage's time to the floor: reading and decompressing the input once plus writing the same rows as
 Parquet with pyarrow. The peak resident memory of the driver (the ``recsys run`` process), the Spark JVM
-and Spark's Python workers is sampled from ``/proc`` every 0.2 s. Spark's fixed cost (session start, the
+and Spark's Python workers, of the other processes under the driver (Prefect's temporary server, the
+training worker processes) and of all of them together at one instant ("all") is sampled from ``/proc``
+every 0.2 s. Spark's fixed cost (session start, the
 first JVM job, the first Python-worker job) is measured once in this process.
 
     python benchmarks/scale.py                         # 1M, 3M, 10M; default models
@@ -120,7 +122,8 @@ class MemorySampler:
 
     root_pid: int
     every: float = 0.2
-    peaks: dict[str, int] = field(default_factory=lambda: {"driver": 0, "spark_jvm": 0, "spark_workers": 0, "other": 0})
+    peaks: dict[str, int] = field(default_factory=lambda: {"driver": 0, "spark_jvm": 0, "spark_workers": 0, "other": 0,
+                                                           "all": 0})
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -138,7 +141,9 @@ class MemorySampler:
         while not self._stop.wait(self.every):
             totals = dict.fromkeys(self.peaks, 0)
             for pid, role in _tree_roles(self.root_pid).items():
-                totals[role] += _rss_bytes(pid)
+                rss = _rss_bytes(pid)
+                totals[role] += rss
+                totals["all"] += rss  # the whole tree at one instant: the roles' peaks need not coincide
             for role, total in totals.items():
                 self.peaks[role] = max(self.peaks[role], total)
 
