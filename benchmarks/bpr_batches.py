@@ -9,8 +9,9 @@ factor (linear scaling), so an epoch costs O(interactions).
 
 Data: the scale benchmark's synthetic logs (``benchmarks/scale.py`` ``scaled_log``: the embedded sample's
 generator scaled up, seed 7), read with pyarrow into the binary user x item matrix. Each user's item of
-their latest event is held out (when the user keeps another item) and scored after every epoch as the
-nightly's early stopping does (``RankingCurve``: validation NDCG@20 and Recall@20, 5,000 seeded users,
+their latest event is held out as the nightly's learning curves hold it out (``hold_out_latest``: ties on
+the same second to the higher item index; only users who keep another item) and scored after every epoch
+as the nightly's early stopping does (``RankingCurve``: validation NDCG@20 and Recall@20, 5,000 seeded users,
 training items excluded). Both schedules train ``--epochs`` epochs with the same params (the defaults,
 ``patience`` 0), seed and one torch thread. The table gives steps and batch per epoch, the median epoch
 seconds, the seconds per million triples, and the validation NDCG@20 after each epoch; then the ratio of
@@ -43,25 +44,23 @@ from recsys.models.base import TrainingInputs  # noqa: E402
 from recsys.models.lightgcn import LightGCNModel  # noqa: E402
 from recsys.models.negative_sampling import torch_threads  # noqa: E402
 from recsys.models.params import LightGCNParams  # noqa: E402
+from recsys.models.user_curves import hold_out_latest  # noqa: E402
 from scale import parse_size, scaled_log  # noqa: E402
 
 
 def train_and_latest(events_csv: Path) -> tuple[Interactions, Interactions]:
-    """The binary user x item matrix of the log, without each user's latest item, and those latest
-    items (users who keep at least one other item), indexed alike."""
+    """The binary user x item matrix of the log split as the nightly's learning curves split it
+    (``hold_out_latest``): each user's item of their latest event (ties: the higher item index) held
+    out when the user keeps another item."""
     events = pacsv.read_csv(events_csv, convert_options=pacsv.ConvertOptions(
         include_columns=["timestamp", "user_id", "item_id"])).to_pandas()
-    events = events.sort_values("timestamp", kind="stable")
-    users = pd.Categorical(events["user_id"])
-    items = pd.Categorical(events["item_id"])
-    codes = pd.DataFrame({"u": users.codes, "i": items.codes})
-    latest = codes.groupby("u").tail(1)
-    held = codes.merge(latest, on=["u", "i"], how="left", indicator=True)["_merge"].eq("both").to_numpy()
-    train = codes[~held]
-    latest = latest[latest["u"].isin(train["u"].unique())]
-    shape = {"n_users": len(users.categories), "n_items": len(items.categories), "binary": True}
-    return (Interactions.from_indices(train["u"].to_numpy(), train["i"].to_numpy(), **shape),
-            Interactions.from_indices(latest["u"].to_numpy(), latest["i"].to_numpy(), **shape))
+    users, items = pd.Categorical(events["user_id"]), pd.Categorical(events["item_id"])
+    n_users, n_items = len(users.categories), len(items.categories)
+    matrix = Interactions.from_indices(users.codes, items.codes, n_users=n_users, n_items=n_items, binary=True)
+    seconds = (pd.to_datetime(events["timestamp"], utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    pair = users.codes.astype("int64") * n_items + items.codes  # the matrix's entries in order: by user, then item
+    last_seen = seconds.groupby(pair).max().to_numpy()
+    return hold_out_latest(matrix, last_seen, min_items=2)
 
 
 def fit(train: Interactions, validation: Interactions, epochs: int, cap: int | None, seed: int) -> list[dict]:

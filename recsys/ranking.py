@@ -303,7 +303,7 @@ CandidateFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]] 
 def top_k_with_fallback_in_batches(candidate_fn: CandidateFn, users: np.ndarray, k: int, fallback_items: np.ndarray,
                                    fallback_scores: np.ndarray, exclude_indptr: np.ndarray | None = None,
                                    exclude_indices: np.ndarray | None = None,
-                                   batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+                                   batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """``top_k_in_batches`` for scores given as candidates over a shared ranking (``top_k_with_fallback``):
     ``candidate_fn`` gets a batch of row ids and returns their candidate CSR ``(indptr, indices, scores)``."""
     if batch_size < 1:

@@ -182,7 +182,7 @@ class ItemKNNModel(ItemModel, UserModel):
         return block.toarray().astype(np.float32, copy=False)
 
     def exact_top_items(self, users: np.ndarray, n: int, exclude: Interactions | None = None,
-                        batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+                        batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """``top_items`` from each user's sparse scores (``R_u S``: the neighbours of the user's items only);
         every other item scores 0 and fills the remaining slots by ascending index, as the dense ranking
         would. The work is the users' neighbour entries, not users x catalogue."""

@@ -89,7 +89,7 @@ class PopularModel(ItemModel, UserModel):
         return np.tile(self.user_popularity, (len(users), 1))  # (B, n_items): the same row for every user
 
     def exact_top_items(self, users: np.ndarray, n: int, exclude: Interactions | None = None,
-                        batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+                        batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """``top_items`` from the one popularity ranking: each user reads it only until ``n`` items remain
         after their own exclusions, never a row over the whole catalogue."""
         if self.user_popularity is None:
