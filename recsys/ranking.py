@@ -210,7 +210,7 @@ def top_k_with_fallback(candidates: tuple[np.ndarray, np.ndarray, np.ndarray], k
     """``rank_top_k`` of a block whose scores are mostly one shared ranking, without a dense row.
 
     Row ``r`` scores item ``i`` at its candidate score where ``candidates`` (a B-row CSR ``(indptr, indices,
-    scores)``) has the entry, else at the item's base score ``fallback_scores[j]`` where ``fallback_items[j]
+    scores)``, at most one entry per row and item) has the entry, else at the item's base score ``fallback_scores[j]`` where ``fallback_items[j]
     == i``. ``fallback_items`` lists every rankable item once, best base score first, ties by ascending item
     index; an item it leaves out is rankable only as a candidate. ``exclude_*`` is a block-local CSR of items
     ranked at ``-inf``. The result equals ``rank_top_k`` on the dense rows (same items, order and padding),
@@ -226,6 +226,8 @@ def top_k_with_fallback(candidates: tuple[np.ndarray, np.ndarray, np.ndarray], k
     if len(fallback_items) != len(fallback_scores):
         raise ValueError(f"{len(fallback_items)} fallback items but {len(fallback_scores)} fallback scores")
     _check_csr(indptr, indices, n_rows, "candidates")
+    if np.isnan(scores).any() or np.isnan(fallback_scores).any():
+        raise ValueError("scores contain NaN; a model that scores NaN cannot be ranked")
     if exclude_indptr is None:
         exclude_indptr, exclude_indices = np.zeros(n_rows + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
     _check_csr(exclude_indptr, exclude_indices, n_rows, "exclude")

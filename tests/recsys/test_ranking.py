@@ -378,6 +378,9 @@ def test_top_k_with_fallback_in_batches_matches_one_block_and_checks_its_input()
         top_k_with_fallback_in_batches(candidates, np.array([40]), 6, fallback_items, fallback_scores, *exclude)
     with pytest.raises(ValueError, match="fallback scores"):
         top_k_with_fallback((indptr[:2], indices[:indptr[1]], values[:indptr[1]]), 3, fallback_items, fallback_scores[:-1])
+    with pytest.raises(ValueError, match="NaN"):
+        top_k_with_fallback((np.array([0, 1]), np.array([1]), np.array([np.nan], np.float32)), 2, np.array([0, 2]),
+                            np.array([1.0, 0.5], np.float32))
 
 def test_top_k_without_exclusion_and_with_no_users():
     scores = np.array([[0.1, 0.3, 0.2], [0.0, 0.0, 0.5]], dtype=np.float32)
