@@ -164,6 +164,19 @@ def _top_k_with_tied_cut(scores: torch.Tensor, kk: int) -> tuple[torch.Tensor, t
     return torch.gather(items, 1, order), values
 
 
+def _checked_batch_rows(users: np.ndarray, batch_size: int, exclude_indptr: np.ndarray | None,
+                        exclude_indices: np.ndarray | None) -> np.ndarray:
+    """``users`` as int64, after checking the arguments that every batched ranking takes."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if (exclude_indptr is None) != (exclude_indices is None):
+        raise ValueError("give both exclude_indptr and exclude_indices, or neither")
+    users = np.asarray(users, dtype=np.int64)
+    if exclude_indptr is not None and len(users) and (users.min() < 0 or users.max() >= len(exclude_indptr) - 1):
+        raise ValueError(f"user ids must lie in [0, {len(exclude_indptr) - 1}), the rows of the exclude CSR")
+    return users
+
+
 def top_k_in_batches(score_fn: ScoreFn, users: np.ndarray, k: int, exclude_indptr: np.ndarray | None = None,
                      exclude_indices: np.ndarray | None = None, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Top-k items for every row id in ``users``, scoring at most ``batch_size`` rows per call.
@@ -172,13 +185,7 @@ def top_k_in_batches(score_fn: ScoreFn, users: np.ndarray, k: int, exclude_indpt
     device. ``exclude_*`` is a CSR indexed by row id (not by position in ``users``). Returns numpy
     ``(items, values)``, both (len(users), k), rows in the order of ``users``; see ``rank_top_k``.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if (exclude_indptr is None) != (exclude_indices is None):
-        raise ValueError("give both exclude_indptr and exclude_indices, or neither")
-    users = np.asarray(users, dtype=np.int64)
-    if exclude_indptr is not None and len(users) and (users.min() < 0 or users.max() >= len(exclude_indptr) - 1):
-        raise ValueError(f"user ids must lie in [0, {len(exclude_indptr) - 1}), the rows of the exclude CSR")
+    users = _checked_batch_rows(users, batch_size, exclude_indptr, exclude_indices)
     started = time.perf_counter()
     item_blocks, value_blocks, n_items = [], [], None
     for lo in range(0, len(users), batch_size):
@@ -308,13 +315,7 @@ def top_k_with_fallback_in_batches(candidate_fn: CandidateFn, users: np.ndarray,
                                    batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """``top_k_in_batches`` for scores given as candidates over a shared ranking (``top_k_with_fallback``):
     ``candidate_fn`` gets a batch of row ids and returns their candidate CSR ``(indptr, indices, scores)``."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if (exclude_indptr is None) != (exclude_indices is None):
-        raise ValueError("give both exclude_indptr and exclude_indices, or neither")
-    users = np.asarray(users, dtype=np.int64)
-    if exclude_indptr is not None and len(users) and (users.min() < 0 or users.max() >= len(exclude_indptr) - 1):
-        raise ValueError(f"user ids must lie in [0, {len(exclude_indptr) - 1}), the rows of the exclude CSR")
+    users = _checked_batch_rows(users, batch_size, exclude_indptr, exclude_indices)
     started = time.perf_counter()
     item_blocks, value_blocks = [np.zeros((0, k), dtype=np.int64)], [np.zeros((0, k), dtype=np.float32)]
     for lo in range(0, len(users), batch_size):
