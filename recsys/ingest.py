@@ -1,10 +1,15 @@
 """The ingest stage: raw interaction logs -> canonical ``events`` Parquet, partitioned by event date.
 
-Runs on Spark. Files are parsed column-wise one per task, or per byte range of a large uncompressed
-file (``recsys.raw_files``, ``_parse``), spread over the shuffle partitions, then typed and validated in
+Runs on Spark. Files are parsed column-wise one per task, or per byte range of a large CSV or JSONL
+file, gzip or not (``recsys.raw_files``, ``_parse``), spread over the shuffle partitions, then typed and validated in
 Spark SQL; rows that fail go to ``quarantine`` with their file, line, raw text and reason. Exact
 duplicates are removed, and sessions are cut at an inactivity gap when the log has no session id.
 Accounting: rows read = accepted + quarantined + duplicates, for every run.
+
+The batch is read, typed and counted (per file, status and day: ``_row_counts``) in one pass that caches
+it; the time limits, the accounting and the failed files come from those counts. A second pass over the
+cache drops the duplicates and cuts the sessions in one window per user (``_by_user``: one shuffle, one
+sort) and writes the events; their number is read from the written files' footers.
 
 **Which files are read.** The manifest (``recsys.manifest``) records every read of a raw file: its
 path, SHA-256, the digest of the column mapping that read it (``mapping_digest``) and its status:
@@ -61,7 +66,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession, Window, WindowSpec
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -82,9 +87,9 @@ QUARANTINE_COLUMNS = ["source_file", "line", "raw", "reason"]
 MAX_QUARANTINED_SHARE = 0.5
 _Manifest = BatchManifest  # the name tests patch to play a crash before the commit
 TOP_REASONS, EXAMPLES, RAW_CHARS = 5, 2, 200
-# An uncompressed CSV or JSONL file larger than this is read by several tasks, one per byte range (each
-# owns the lines that start in it); a gzip file is one task, so a compressed log is read in parallel by
-# splitting it into several files. Reads beyond MAX_READ_TASKS ranges share tasks.
+# A CSV or JSONL file whose text is larger than this is read by several tasks, one per byte range (each
+# owns the lines that start in it); a gzip file in at most raw_files.MAX_GZIP_RANGES ranges, since each
+# task decompresses it from the start. Reads beyond MAX_READ_TASKS ranges share tasks.
 READ_SPLIT_BYTES = 64 * 2**20
 MAX_READ_TASKS = 256
 
@@ -206,17 +211,22 @@ def _not_committed(skipped: list[Skipped], changed: dict[str, str]) -> dict:
             "changed_files": tuple(f"{path} ({why})" for path, why in sorted(changed.items()))}
 
 
-def _read_files(spark: SparkSession, files: list[RawFile], mapping: ColumnMapping) -> tuple[DataFrame, DataFrame, dict[str, str]]:
-    """Parse ``files`` (cached: each is read once) and leave out those that changed or vanished while read.
+def _read_and_count(spark: SparkSession, files: list[RawFile], config: IngestConfig,
+                    now: dt.datetime) -> tuple[DataFrame, DataFrame, list[_Count], dict[str, str]]:
+    """Parse and type ``files`` (cached: each is read once), counting their rows in the same pass, and leave
+    out those that changed or vanished while read.
 
-    Returns the cached frame (to unpersist), its rows of the files kept, and path -> why for the others."""
-    cached = _parse(spark, files, mapping).cache()
-    cached.count()  # every file is read here, so the check below follows the whole read
+    Returns the cached frame (to unpersist), its rows of the files kept, their counts, and path -> why for the
+    others."""
+    cached = _typed(_parse(spark, files, config.column_mapping()), config, now).cache()
+    counts = _row_counts(cached)  # every file is read here, so the check below follows the whole read
     changed = {str(f.path): why for f in files if (why := changed_since_listed(f))}
     for path, why in sorted(changed.items()):
         log.warning("ingest: %s %s: not committed, it is read again at the next ingest", path, why)
-    kept = cached.where(~F.col("source_file").isin(sorted(changed))) if changed else cached
-    return cached, kept, changed
+    if not changed:
+        return cached, cached, counts, changed
+    kept = cached.where(~F.col("source_file").isin(sorted(changed)))
+    return cached, kept, [c for c in counts if c.source_file not in changed], changed
 
 
 def _ingest_batch(spark: SparkSession, config: IngestConfig, lake: Lake, files: list[RawFile], files_found: int,
@@ -229,26 +239,25 @@ def _ingest_batch(spark: SparkSession, config: IngestConfig, lake: Lake, files: 
     batch_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     share = getattr(config, "max_quarantined_share", MAX_QUARANTINED_SHARE)
 
-    cached, parsed, changed = _read_files(spark, files, mapping)
+    cached, typed, counts, changed = _read_and_count(spark, files, config, now)
     files = [f for f in files if str(f.path) not in changed]
     if not files:
         cached.unpersist()
         return _nothing_read(spark, config, lake, files_found, list(skipped), changed)
     manifest = _Manifest(files, batch_id, now, mapping_digest(mapping), 1 + max((e.seq for e in entries), default=0))
-    typed = _typed(parsed, mapping, config, now)
-    typed = _time_limits(typed, lake, config).cache()
+    horizon = _horizon(_valid_rows_by_day(counts), _newest_stored_day(lake), config.max_future_days)
+    typed = _time_limits(typed, horizon, config)
     rejected = typed.where(F.col("reason").isNotNull())
-    per_file = _per_file_counts(typed)
-    failed = _failed_files(rejected)
+    per_file = _per_file_counts(counts, horizon, config.max_late_days)
+    failed = {c.source_file for c in counts if c.status == _BROKE}
     read, quarantined = sum(r for r, _ in per_file.values()), sum(q for _, q in per_file.values())
-    counted = {path: counts for path, counts in per_file.items() if path not in known}
+    counted = {path: tally for path, tally in per_file.items() if path not in known}
     if _too_many(sum(r for r, _ in counted.values()), sum(q for _, q in counted.values()), share):
         quarantine_path = _write_quarantine(rejected, lake, now, batch_id) if quarantined else None
         judged = rejected.where(~F.col("source_file").isin(sorted(known))) if known else rejected
         error = _rejection(judged, counted, share, quarantine_path, batch_id)
         manifest.write(lake, per_file, rejected={str(f.path) for f in files})  # its quarantine rows stay
-        for frame in (typed, cached):
-            frame.unpersist()
+        cached.unpersist()
         log.error("%s", error)
         raise error
 
@@ -256,17 +265,15 @@ def _ingest_batch(spark: SparkSession, config: IngestConfig, lake: Lake, files: 
     accepted = typed.where(F.col("reason").isNull())
     deduped = _drop_exact_duplicates(accepted)
     fresh = _not_in_lake(spark, deduped, lake, set(obsolete))
-    events = _with_sessions(fresh, mapping, config.session_gap_minutes).cache()
-    n_events = events.count()
-    dates = _write_events(events, lake, batch_id)
+    events = _with_sessions(fresh, mapping, config.session_gap_minutes)
+    dates, n_events = _write_events(events, lake, batch_id)
     quarantine_path = _write_quarantine(rejected, lake, now, batch_id) if quarantined else None
     items_path = _write_items(spark, config, lake, deduped if mapping.side_columns() else None)
     mostly_quarantined = {path for path, (rows, bad) in per_file.items() if _too_many(rows, bad, share)} - failed
     manifest.write(lake, per_file, replaces, [str(p.relative_to(lake.root)) for p in obsolete], mostly_quarantined,
                    failed=failed)
     _delete(obsolete)
-    for frame in (events, typed, cached):
-        frame.unpersist()
+    cached.unpersist()
 
     result = IngestResult(
         files_found=files_found, files_ingested=len(files), files_skipped=files_found - len(files) - len(changed),
@@ -297,18 +304,51 @@ def _too_many(rows: int, quarantined: int, share: float) -> bool:
     return rows > 0 and (quarantined == rows or quarantined > share * rows)
 
 
-def _per_file_counts(typed: DataFrame) -> dict[str, tuple[int, int]]:
-    """Raw file -> (rows read, rows quarantined)."""
-    counts = typed.groupBy("source_file").agg(F.count(F.lit(1)).alias("rows"), F.count("reason").alias("bad"))
-    return {r["source_file"]: (int(r["rows"]), int(r["bad"])) for r in counts.collect()}
+@dataclass(frozen=True)
+class _Count:
+    """Rows of one file in one status; ``day`` (days since 1970-01-01) only for valid rows."""
+    source_file: str
+    day: int | None
+    status: str
+    rows: int
 
 
-def _failed_files(rejected: DataFrame) -> set[str]:
-    """Raw files whose read broke off: a quarantine row says the file became unreadable."""
+_VALID, _BAD, _BROKE = "valid", "bad", "broke"  # _BROKE: the quarantine row of a read that broke off
+
+
+def _row_counts(typed: DataFrame) -> list[_Count]:
+    """Rows by file, status and (valid rows only) day: everything the batch's accounting, time limits and
+    failed files need, from one pass over the rows."""
     broke = F.col("reason").startswith(FILE_FAILURES[0])
     for prefix in FILE_FAILURES[1:]:
         broke = broke | F.col("reason").startswith(prefix)
-    return {r["source_file"] for r in rejected.where(broke).select("source_file").distinct().collect()}
+    valid = F.col("reason").isNull()
+    status = F.when(valid, F.lit(_VALID)).when(broke, F.lit(_BROKE)).otherwise(F.lit(_BAD))
+    counts = typed.groupBy("source_file", F.when(valid, _event_day()).alias("day"), status.alias("status")).count()
+    return [_Count(r["source_file"], r["day"], r["status"], int(r["count"])) for r in counts.collect()]
+
+
+def _valid_rows_by_day(counts: list[_Count]) -> dict[int, int]:
+    by_day: dict[int, int] = defaultdict(int)
+    for count in counts:
+        if count.status == _VALID:
+            by_day[count.day] += count.rows
+    return dict(by_day)
+
+
+def _per_file_counts(counts: list[_Count], horizon: int | None, max_late_days: int) -> dict[str, tuple[int, int]]:
+    """Raw file -> (rows read, rows quarantined), the valid rows outside the time limits quarantined."""
+    rows: dict[str, int] = defaultdict(int)
+    bad: dict[str, int] = defaultdict(int)
+    for count in counts:
+        rows[count.source_file] += count.rows
+        if count.status != _VALID or _outside_time_limits(count.day, horizon, max_late_days):
+            bad[count.source_file] += count.rows
+    return {path: (n, bad[path]) for path, n in rows.items()}
+
+
+def _outside_time_limits(day: int, horizon: int | None, max_late_days: int) -> bool:
+    return horizon is not None and (day > horizon or day < horizon - max_late_days)
 
 
 def _reason_kind(reason: F.Column) -> F.Column:
@@ -434,7 +474,7 @@ def _has_parquet(folder: Path) -> bool:
 
 
 def _parse(spark: SparkSession, files: list[RawFile], mapping: ColumnMapping) -> DataFrame:
-    """The parsed rows of ``files``: read by one task per file, or per byte range of a large uncompressed
+    """The parsed rows of ``files``: read by one task per file, or per byte range of a large CSV or JSONL
     file (``READ_SPLIT_BYTES``), then, when that is fewer tasks than the session's shuffle partitions,
     spread over them by (file, line), so that every later stage (typing, validation, dedupe, sessions,
     counts) runs on every core. The same files give the same rows in the same partitions."""
@@ -473,8 +513,9 @@ def _event_type(mapping: ColumnMapping) -> F.Column:
     return F.create_map(*pairs)[F.col("event_type_raw")]
 
 
-def _typed(parsed: DataFrame, mapping: ColumnMapping, config: IngestConfig, now: dt.datetime) -> DataFrame:
+def _typed(parsed: DataFrame, config: IngestConfig, now: dt.datetime) -> DataFrame:
     """Typed canonical columns and the first reason each row fails validation (null when valid)."""
+    mapping = config.column_mapping()
     frame = parsed.withColumn("event_time", _event_time(mapping)).withColumn("event_type", _event_type(mapping))
     too_long = config.max_field_chars
     checks: list[tuple[F.Column, F.Column]] = [
@@ -507,11 +548,23 @@ def _typed(parsed: DataFrame, mapping: ColumnMapping, config: IngestConfig, now:
     return frame.withColumn("reason", reason)
 
 
+def _by_user() -> WindowSpec:
+    """Each user's rows in the order sessions are cut, by fields that tell every row apart: the copies of a
+    row (identical in every canonical field) follow its first copy by file and line. The dedupe and the
+    sessions share this one window, so the batch is shuffled by user and sorted once."""
+    return Window.partitionBy("user_id").orderBy("event_time", "item_id", "event_type", "session_raw", "source_file", "line")
+
+
+_COPY_FIELDS = ("event_time", "item_id", "event_type", "session_raw")  # with user_id: the canonical fields
+
+
 def _drop_exact_duplicates(accepted: DataFrame) -> DataFrame:
     """Keep the first copy (by file and line) of rows identical in every canonical field."""
-    key = ["event_time", "user_id", "item_id", "event_type", "session_raw"]
-    first = Window.partitionBy(*key).orderBy("source_file", "line")
-    return accepted.withColumn("_copy", F.row_number().over(first)).where("_copy = 1").drop("_copy")
+    by_user = _by_user()
+    copy = F.col(_COPY_FIELDS[0]).eqNullSafe(F.lag(_COPY_FIELDS[0]).over(by_user))
+    for field in _COPY_FIELDS[1:]:
+        copy = copy & F.col(field).eqNullSafe(F.lag(field).over(by_user))
+    return accepted.withColumn("_copy", copy).where(~F.col("_copy")).drop("_copy")
 
 
 def _with_sessions(events: DataFrame, mapping: ColumnMapping, gap_minutes: int) -> DataFrame:
@@ -519,30 +572,30 @@ def _with_sessions(events: DataFrame, mapping: ColumnMapping, gap_minutes: int) 
     if mapping.session_id:
         sessions = events.withColumn("session_id", F.col("session_raw"))
     else:
-        by_user = Window.partitionBy("user_id").orderBy("event_time", "item_id", "event_type", "source_file", "line")
-        gap = F.col("event_time").cast("long") - F.lag(F.col("event_time").cast("long")).over(by_user)
-        starts = events.withColumn("_new", F.when(gap.isNull() | (gap > gap_minutes * 60), 1).otherwise(0))
-        numbered = starts.withColumn("_session_no", F.sum("_new").over(by_user))
-        by_session = Window.partitionBy("user_id", "_session_no")
-        start = F.date_format(F.min("event_time").over(by_session), "yyyyMMdd'T'HHmmss")
-        sessions = numbered.withColumn("session_id", F.concat_ws("@", "user_id", start))
+        seconds = F.col("event_time").cast("long")
+        gap = seconds - F.lag(seconds).over(_by_user())
+        starts = events.withColumn("_start", F.when(gap.isNull() | (gap > gap_minutes * 60), F.col("event_time")))
+        so_far = _by_user().rowsBetween(Window.unboundedPreceding, Window.currentRow)
+        start = F.date_format(F.max("_start").over(so_far), "yyyyMMdd'T'HHmmss")  # times only grow along a user's rows
+        sessions = starts.withColumn("session_id", F.concat_ws("@", "user_id", start))
     return sessions.select(*EVENT_COLUMNS).withColumn("event_date", F.to_date("event_time"))
 
 
-def _write_events(events: DataFrame, lake: Lake, batch_id: str) -> tuple[str, ...]:
-    """Append the batch to ``events/event_date=*/`` as files named after the batch."""
+def _write_events(events: DataFrame, lake: Lake, batch_id: str) -> tuple[tuple[str, ...], int]:
+    """Append the batch to ``events/event_date=*/`` as files named after the batch; (dates, rows written)."""
     staging = temporary_sibling(lake.events, "staging")
     ordered = events.repartition("event_date").sortWithinPartitions("event_time", "user_id", "item_id", "event_type")
     ordered.write.partitionBy("event_date").parquet(str(staging))
-    dates = []
+    dates, rows = [], 0
     for day in sorted(p for p in staging.glob("event_date=*") if p.is_dir()):
         dates.append(day.name.split("=", 1)[1])
         target = lake.events / day.name
         target.mkdir(parents=True, exist_ok=True)
         for n, part in enumerate(sorted(day.glob("part-*.parquet"))):
+            rows += pq.ParquetFile(part).metadata.num_rows
             os.replace(part, target / f"{batch_id}-part-{n:05d}.parquet")
     remove_dir(staging)
-    return tuple(dates)
+    return tuple(dates), rows
 
 
 def _not_in_lake(spark: SparkSession, events: DataFrame, lake: Lake, replaced: set[Path] = frozenset()) -> DataFrame:
@@ -560,18 +613,19 @@ def _not_in_lake(spark: SparkSession, events: DataFrame, lake: Lake, replaced: s
     return events.join(rows, on=key, how="left_anti")
 
 
-def _time_limits(typed: DataFrame, lake: Lake, config: IngestConfig) -> DataFrame:
-    """Quarantine valid rows after the horizon (``max_future_days``) or older than any training window
-    (``max_late_days`` before the newest event kept).
+def _event_day() -> F.Column:
+    return F.unix_date(F.to_date("event_time"))  # days since 1970-01-01: an int even for a year-0 time
 
-    The horizon starts at the lake's newest day, or, in an empty lake, at the batch's median day (by rows),
-    which no single row can move; it then follows the batch's later days upwards while each is at most
-    ``max_future_days`` after the one before. A row past a longer gap, such as one stamped with today's
+
+def _time_limits(typed: DataFrame, horizon: int | None, config: IngestConfig) -> DataFrame:
+    """Quarantine valid rows after the ``horizon`` day or older than any training window (``max_late_days``
+    before it); ``_per_file_counts`` counts the same rows (``_outside_time_limits``).
+
+    The horizon (``_horizon``) starts at the lake's newest day, or, in an empty lake, at the batch's median day
+    (by rows), which no single row can move; it then follows the batch's later days upwards while each is at
+    most ``max_future_days`` after the one before. A row past a longer gap, such as one stamped with today's
     date in a historical log, is quarantined and so never becomes "the newest event" that the old-row
     cut is measured from."""
-    day = F.unix_date(F.to_date("event_time"))  # days since 1970-01-01: an int even for a year-0 time
-    valid = typed.where(F.col("reason").isNull()).groupBy(day.alias("day")).count().collect()
-    horizon = _horizon({r["day"]: r["count"] for r in valid}, _newest_stored_day(lake), config.max_future_days)
     if horizon is None:
         return typed
     epoch = dt.date(1970, 1, 1)
@@ -580,6 +634,7 @@ def _time_limits(typed: DataFrame, lake: Lake, config: IngestConfig) -> DataFram
               f"the rest of the batch (ingest.max_future_days)")
     old = (f"timestamp before {cutoff} (more than {config.max_late_days} days before the newest event, {newest}; "
            f"ingest.max_late_days): older than any training window")
+    day = _event_day()
     check = F.when(F.col("reason").isNotNull(), F.col("reason")).when(day > horizon, F.lit(future)) \
         .when(day < horizon - config.max_late_days, F.lit(old))
     return typed.withColumn("reason", check)

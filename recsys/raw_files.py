@@ -1,7 +1,7 @@
 """Reading raw log files line by line into string columns, keeping each line's file, number and text.
 
 This is the part of ingest that runs inside Spark tasks, one file, or one byte range of a large
-uncompressed file (``file_ranges``), per task (``parse_files`` is the ``mapInArrow`` function). Lines are
+CSV or JSONL file, gzip or not (``file_ranges``), per task (``parse_files`` is the ``mapInArrow`` function). Lines are
 read column-wise where that gives the same rows (see "The column-wise path" below: numpy and
 ``pyarrow.compute`` over blocks of lines, as Arrow's own CSV reader works,
 https://arrow.apache.org/docs/cpp/csv.html), one by one through the reference parsers otherwise.
@@ -429,7 +429,7 @@ def _add_sequence(batch: _Batch, user: str | None, run: list[tuple[int, str]], m
 # that are "simple" (valid UTF-8, no quote character, no NUL or carriage return, not blank, no whitespace
 # whose stripping Python and Arrow could disagree on) are split into fields and null-marked with
 # pyarrow.compute, column by column. Every other line goes through ``_add_csv_line`` one by one, so its
-# reason text is the reference's. An uncompressed file can be read as several byte ranges.
+# reason text is the reference's. A CSV or JSONL file can be read as several byte ranges of its text.
 
 BLOCK_BYTES = 16 * 2**20  # decompressed bytes per block (cut at the last line end, the rest carried over)
 _PY_SPACE = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())  # every str.isspace() character
@@ -457,22 +457,17 @@ class _Broken:
     reason: str
 
 
-def _first_line_at(handle: io.BufferedIOBase, start: int) -> tuple[int, int]:
-    """(offset, lines before it) of the first line that starts at or after byte ``start`` > 0."""
-    handle.seek(start - 1)
-    position = start - 1
-    while chunk := handle.read(2**20):
-        found = chunk.find(b"\n")
+def _first_line_at(handle: io.BufferedIOBase, start: int) -> tuple[int, int, bytes]:
+    """(offset, lines before it, the bytes read past it) of the first line that starts at or after byte
+    ``start`` > 0, found in one forward pass (a gzip stream has no seek but decompressing from the start)."""
+    position, lines = 0, 0
+    while chunk := handle.read1(BLOCK_BYTES):  # read1: a broken gzip stream raises after the data before the break
+        found = chunk.find(b"\n", max(start - 1 - position, 0)) if position + len(chunk) >= start else -1
         if found >= 0:
-            position += found + 1
-            break
-        position += len(chunk)
-    handle.seek(0)
-    lines, left = 0, position
-    while left > 0 and (chunk := handle.read(min(BLOCK_BYTES, left))):
+            return position + found + 1, lines + chunk.count(b"\n", 0, found + 1), chunk[found + 1:]
         lines += chunk.count(b"\n")
-        left -= len(chunk)
-    return position, lines
+        position += len(chunk)
+    return position, lines, b""
 
 
 def _owned(whole: bytes, position: int, end: int | None) -> tuple[bytes, bool]:
@@ -488,18 +483,20 @@ def _owned(whole: bytes, position: int, end: int | None) -> tuple[bytes, bool]:
 
 def _line_blocks(path: Path, start: int = 0, end: int | None = None,
                  block_bytes: int | None = None) -> Iterator[_Block | _Broken]:
-    """The lines that start in bytes [start, end) of a file (all of it by default), in blocks of whole
-    lines; a read that breaks off ends with ``_Broken`` after the whole lines read before it, as
-    ``_decoded_lines`` does. Byte ranges are for uncompressed files only."""
+    """The lines that start in bytes [start, end) of a file, decompressed (all of it by default), in blocks
+    of whole lines; a read that breaks off ends with ``_Broken`` after the whole lines read before it, as
+    ``_decoded_lines`` does, from the one range that owns the line it broke in."""
     block_bytes = block_bytes or BLOCK_BYTES
-    lines_before = 0
+    lines_before, position, carry, opened = 0, 0, b"", False
     try:
         with _open_bytes(path) as handle:
-            position = 0
+            opened = True
             if start > 0:
-                position, lines_before = _first_line_at(handle, start)
-                handle.seek(position)
-            carry, broken, done = b"", None, False
+                try:
+                    position, lines_before, carry = _first_line_at(handle, start)
+                except (EOFError, OSError, zlib.error):
+                    return  # it broke in a line that starts before this range: that range reports it
+            broken, done = None, False
             while not done:
                 pending, size, at_end = [carry], len(carry), False
                 while not at_end and size < block_bytes + len(carry):
@@ -518,10 +515,12 @@ def _line_blocks(path: Path, start: int = 0, end: int | None = None,
                     yield _Block(lines_before + 1, whole)
                     lines_before += whole.count(b"\n") + (not whole.endswith(b"\n"))
                 position += len(whole)
-                if broken is not None:
+                if broken is not None and not done:
                     raise broken
                 done = done or at_end
     except (EOFError, OSError, zlib.error) as exc:
+        if start > 0 and not opened:
+            return  # the file cannot be opened: the range at 0 reports it
         yield _Broken(lines_before + 1, f"file unreadable after line {lines_before}: {type(exc).__name__}: {exc}")
 
 
@@ -747,9 +746,10 @@ def parse_file(path: Path, file_format: str, mapping: ColumnMapping, start: int 
                fast: bool = True) -> Iterator[pa.RecordBatch]:
     """Every line (or Parquet row) of one file as parsed string fields or a reject reason.
 
-    ``start``/``end``: only the lines that start in those bytes (an uncompressed CSV or JSONL file read
-    by several tasks; each reads the header again). ``fast=False`` reads with the per-line reference
-    parsers, which give the same rows."""
+    ``start``/``end``: only the lines that start in those bytes of the (decompressed) text: a CSV or JSONL
+    file read by several tasks, each of which reads the header again. ``fast=False`` reads with the
+    per-line reference parsers, which give the same rows.
+    """
     batch = _Batch(source_file=str(path))
     if fast:
         parser = {"csv": _parse_csv_fast, "jsonl": _parse_jsonl_ranged, "parquet": _parse_parquet_fast,
@@ -770,26 +770,45 @@ def parse_file(path: Path, file_format: str, mapping: ColumnMapping, start: int 
         yield batch.flush()
 
 
-SPLITTABLE_FORMATS = ("csv", "jsonl")  # read as byte ranges when uncompressed (``file_ranges``)
+SPLITTABLE_FORMATS = ("csv", "jsonl")  # read as byte ranges (``file_ranges``)
+MAX_GZIP_RANGES = 16
 
 
 def file_ranges(path: Path, file_format: str, split_bytes: int) -> list[tuple[int, int | None]]:
-    """The byte ranges [start, end) one file is read as: several of ``split_bytes`` for an uncompressed
-    CSV or JSONL file larger than that, else the whole file, (0, None). A gzip file is always read whole
-    (one task): several files are what reads a compressed log in parallel."""
+    """The byte ranges [start, end) of its decompressed text one file is read as: several of ``split_bytes``
+    for a CSV or JSONL file larger than that, else the whole file, (0, None).
+
+    A gzip file has no index: the task of a range decompresses the file from the start up to its range
+    (about a tenth of the time it then spends parsing), so a compressed log is split into at most
+    ``MAX_GZIP_RANGES`` ranges, sized from the length its trailer gives."""
     if file_format not in SPLITTABLE_FORMATS or split_bytes <= 0:
         return [(0, None)]
     try:
-        with open(path, "rb") as probe:
-            if probe.read(2) == GZIP_MAGIC:
-                return [(0, None)]
         size = path.stat().st_size
+        with open(path, "rb") as probe:
+            compressed = probe.read(2) == GZIP_MAGIC
+            if compressed:
+                size = _gzip_text_size(probe, size)
     except OSError:
         return [(0, None)]
+    if compressed:
+        split_bytes = max(split_bytes, -(-size // MAX_GZIP_RANGES))
     if size <= split_bytes:
         return [(0, None)]
     starts = list(range(0, size, split_bytes))
     return [(start, following) for start, following in zip(starts, starts[1:])] + [(starts[-1], None)]
+
+
+def _gzip_text_size(handle: io.BufferedIOBase, file_size: int) -> int:
+    """The decompressed length of a gzip file, as far as its trailer tells: the last member's length modulo
+    2**32, raised by 2**32 until it is at least the file's size. Only the balance of the ranges rests on it."""
+    if file_size < 4:
+        return file_size
+    handle.seek(file_size - 4)
+    size = int.from_bytes(handle.read(4), "little")
+    while size < file_size:
+        size += 2**32
+    return size
 
 
 def make_file_parser(mapping_json: str):

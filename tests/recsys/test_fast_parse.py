@@ -133,12 +133,25 @@ def test_truncated_and_corrupt_gzip_break_at_the_same_line(tmp_path):
         fast = _assert_same(path, ColumnMapping())
         if cut > 30:
             assert fast.column("reason").to_pylist()[-1].startswith("file unreadable after line ")
+        _assert_ranges_read_the_same(path, fast, len(body))
     corrupt = bytearray(packed)
     corrupt[len(corrupt) // 2] ^= 0xFF
     (tmp_path / "corrupt.csv.gz").write_bytes(bytes(corrupt))
-    _assert_same(tmp_path / "corrupt.csv.gz", ColumnMapping())
+    _assert_ranges_read_the_same(tmp_path / "corrupt.csv.gz", _assert_same(tmp_path / "corrupt.csv.gz", ColumnMapping()),
+                                 len(body))
     (tmp_path / "crc.csv.gz").write_bytes(packed[:-8] + b"\0\0\0\0" + packed[-4:])
-    _assert_same(tmp_path / "crc.csv.gz", ColumnMapping())
+    _assert_ranges_read_the_same(tmp_path / "crc.csv.gz", _assert_same(tmp_path / "crc.csv.gz", ColumnMapping()),
+                                 len(body))
+
+
+def _assert_ranges_read_the_same(path: Path, whole: pa.Table, text_bytes: int) -> None:
+    """Byte ranges of the text, some past a break in the file, together give the whole read's rows: one
+    "file unreadable" row, from the range the broken line starts in."""
+    for split in (text_bytes // 7, text_bytes // 2 + 1):
+        starts = list(range(0, text_bytes + split, split))  # the last ranges start past the text
+        ranges = list(zip(starts, starts[1:])) + [(starts[-1], None)]
+        parts = pa.concat_tables([_table(path, "csv", ColumnMapping(), True, start, end) for start, end in ranges])
+        assert parts.combine_chunks().equals(whole), (path.name, split)
 
 
 PIECES = ["2024-03-01T10:00:00Z", "u1", " u2 ", "a", "view", "cart", "", " ", "NA", "null", '"q"', '"a,b"', '"',
@@ -181,7 +194,13 @@ def test_byte_ranges_together_read_the_whole_file(tmp_path, monkeypatch):
             assert parts.combine_chunks().equals(whole)
     assert file_ranges(path, "csv", path.stat().st_size) == [(0, None)]
     gz = _write(tmp_path / "z.csv", path.read_bytes(), compress=True)
-    assert file_ranges(gz, "csv", 10) == [(0, None)]  # a gzip file is one task
+    assert len(file_ranges(gz, "csv", 10)) == raw_files.MAX_GZIP_RANGES  # each range decompresses up to it
+    for split in (path.stat().st_size // 5, path.stat().st_size // 2 + 1, path.stat().st_size):
+        ranges = file_ranges(gz, "csv", split)
+        assert ranges[0][0] == 0 and ranges[-1][1] is None
+        assert len(ranges) == -(-path.stat().st_size // split)  # sized from the length in the gzip trailer
+        parts = pa.concat_tables([_table(gz, "csv", mapping, True, start, end) for start, end in ranges])
+        assert parts.combine_chunks().equals(_table(gz, "csv", mapping, fast=False))
 
 
 def test_jsonl_byte_ranges_read_like_the_reference(tmp_path):
@@ -241,14 +260,14 @@ def test_plain_lines_take_the_column_wise_path_and_tricky_ones_do_not():
 
 
 @pytest.mark.slow
-def test_spark_read_splits_a_plain_file_and_spreads_the_rows(spark, tmp_path, monkeypatch):
+@pytest.mark.parametrize("compress", [False, True])
+def test_spark_read_splits_a_file_and_spreads_the_rows(spark, tmp_path, monkeypatch, compress):
     from recsys import ingest as ingest_module
     from recsys.listing import list_raw_files
 
     rng = random.Random(11)
     lines = [HEADER] + [f"2024-03-01T10:{i % 60:02d}:00Z,u{i % 50},{_random_line(rng, ',')[:3]},view" for i in range(3000)]
-    path = tmp_path / "log.csv"
-    path.write_bytes("\n".join(lines).encode())
+    path = _write(tmp_path / "log.csv", "\n".join(lines).encode(), compress)
     monkeypatch.setattr(ingest_module, "READ_SPLIT_BYTES", 10_000)
     files, _ = list_raw_files(path, "csv")
     parsed = ingest_module._parse(spark, files, ColumnMapping())
@@ -263,5 +282,5 @@ def test_spark_read_splits_a_plain_file_and_spreads_the_rows(spark, tmp_path, mo
     assert [r["raw"] for r in rows] == reference.column("raw").to_pylist()
     monkeypatch.setattr(ingest_module, "READ_SPLIT_BYTES", 2**30)
     whole = ingest_module._parse(spark, files, ColumnMapping())
-    assert whole.rdd.getNumPartitions() == spread  # one gzip or small file: one read task, then spread
+    assert whole.rdd.getNumPartitions() == spread  # one small file: one read task, then spread
     assert sorted(whole.select("line", "raw", "reason").collect()) == rows

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from recsys import ingest as ingest_module
 from recsys.config import ColumnMapping, IngestConfig
 from recsys.ingest import IngestRejected, ingest
 from recsys.lake import Lake, read_parquet_dir
@@ -86,6 +87,38 @@ def test_events_follow_the_canonical_contract(spark, tmp_path):
         assert events.column(column).null_count == 0
     sessions = Counter(zip(events.column("user_id").to_pylist(), events.column("session_id").to_pylist()))
     assert sorted(sessions.values()) == [1, 1, 3]  # u1: 3 events then a gap of 114 min; u2: one event
+
+
+def test_the_first_copy_by_file_and_line_is_kept_and_copies_do_not_move_sessions(spark, tmp_path):
+    folder = tmp_path / "in"
+    _write(folder / "a.csv", HEADER + "2024-03-01T10:00:00Z,u1,x,view\n2024-03-01T10:40:00Z,u1,y,view\n")
+    _write(folder / "b.csv", HEADER + "\n".join([
+        "2024-03-01T10:40:00Z,u1,y,view",  # copy of a.csv line 3
+        "2024-03-01T10:40:00Z,u1,y,cart",  # same time, another type: an event of its own
+        "2024-03-01T10:00:00Z,u1,x,view",  # two copies of a.csv line 2
+        "2024-03-01T10:00:00Z,u1,x,view",
+        "2024-03-01T11:05:00Z,u1,z,view",  # 25 min after 10:40: same session
+    ]) + "\n")
+    lake = Lake(tmp_path / "lake")
+
+    result = ingest(spark, _config(folder), lake, now=NOW)
+
+    assert (result.rows_read, result.rows_accepted, result.rows_duplicate) == (7, 4, 3)
+    events = pq.read_table(lake.events, partitioning="hive").to_pylist()
+    kept = {(e["item_id"], e["event_type"]): (Path(e["source_file"]).name, e["session_id"]) for e in events}
+    assert kept == {("x", "view"): ("a.csv", "u1@20240301T100000"), ("y", "view"): ("a.csv", "u1@20240301T104000"),
+                    ("y", "cart"): ("b.csv", "u1@20240301T104000"), ("z", "view"): ("b.csv", "u1@20240301T104000")}
+
+
+def test_per_file_counts_quarantine_the_valid_rows_outside_the_time_limits():
+    day = 19_800  # days since 1970-01-01
+    counts = [ingest_module._Count("a", day, "valid", 5), ingest_module._Count("a", day + 9, "valid", 2),
+              ingest_module._Count("a", day - 31, "valid", 3), ingest_module._Count("a", None, "bad", 1),
+              ingest_module._Count("b", None, "broke", 1), ingest_module._Count("b", day - 30, "valid", 4)]
+
+    assert ingest_module._per_file_counts(counts, day, max_late_days=30) == {"a": (11, 6), "b": (5, 1)}
+    assert ingest_module._per_file_counts(counts, None, max_late_days=30) == {"a": (11, 1), "b": (5, 1)}
+    assert ingest_module._valid_rows_by_day(counts) == {day: 5, day + 9: 2, day - 31: 3, day - 30: 4}
 
 
 def test_second_run_over_same_folder_ingests_nothing(spark, tmp_path):
