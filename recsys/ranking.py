@@ -248,7 +248,7 @@ def top_k_with_fallback(candidates: tuple[np.ndarray, np.ndarray, np.ndarray], k
                                          (reach_indptr, fallback_items[position], fallback_scores[position]))
     rankable = _rankable(keys, tags)
     keys, values = keys[rankable], values[rankable]
-    rows, items, values = _best_first_per_row(keys // span, keys % span, values, k)
+    rows, items, values = best_first_per_row(keys // span, keys % span, values, k)
     rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
     top = rank < k
     out_items = np.full((n_rows, k), -1, dtype=np.int64)
@@ -287,7 +287,7 @@ def _rankable(keys: np.ndarray, tags: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _best_first_per_row(rows: np.ndarray, items: np.ndarray, values: np.ndarray,
+def best_first_per_row(rows: np.ndarray, items: np.ndarray, values: np.ndarray,
                         k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The entries sorted by row, then score descending, then item, of which only those that can make
     a row's top k: its k best values and every entry tied with its k-th. A plain sort on (row, score)

@@ -4,7 +4,8 @@ Item-to-item (from the item graph): the cosine of co-occurrence, ``score(a, b) =
 with ``w`` the graph's summed edge weight and ``W`` its row sum (Sarwar et al. 2001, "Item-based
 collaborative filtering recommendation algorithms"; Linden et al. 2003, Amazon's item-to-item). Pairs
 that never co-occurred score 0.0, as do unseen items; an item's neighbours are only the items it
-co-occurred with.
+co-occurred with, best first, ties to the lower item index (ranked for many items at once with one sort,
+``recsys.ranking.best_first_per_row``).
 
 User-to-item (from the interactions), as RecBole's ``ItemKNN`` (Aiolli 2013, "Efficient top-n
 recommendation for very large scale binary rated datasets"; recbole/model/general_recommender/itemknn.py):
@@ -37,15 +38,16 @@ import scipy.sparse as sp
 
 from recsys.interactions import Interactions
 from recsys.models.base import FALLBACK_SCORE, ITEM_TO_ITEM, USER_TO_ITEM, ItemModel, TrainingInputs, UserModel, \
-    known_pairs, read_meta, top_n_rows, write_meta
+    known_pairs, read_meta, write_meta
 from recsys.models.params import NoParams
-from recsys.ranking import top_k_with_fallback_in_batches
+from recsys.ranking import best_first_per_row, top_k_with_fallback_in_batches
 from recsys.transition import TransitionTable
 
 log = logging.getLogger(__name__)
 
 NEIGHBOURS = 100  # similar items each item keeps (RecBole's default k)
 BLOCK_WORK = 1 << 22  # multiply-adds of R^T R per column block: bounds one block's co-occurrence entries
+SIMILAR_ENTRIES = 1 << 22  # graph entries that ``similar`` ranks at once
 
 
 # -- the user side's similarity: pure array functions ------------------------------------------------
@@ -160,19 +162,35 @@ class ItemKNNModel(ItemModel, UserModel):
         return np.flatnonzero(np.diff(self.indptr) > 0)
 
     def similar(self, nodes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each node's ``n`` neighbours by cosine, best first, ties to the lower item index; ``-1`` and 0.0
+        pad (an unknown node gets only padding). Ranked ``SIMILAR_ENTRIES`` neighbour entries at a time."""
         self._require(ITEM_TO_ITEM)
+        nodes = np.asarray(nodes, dtype=np.int64)
         out_idx = np.full((len(nodes), n), -1, dtype=np.int64)
         out_val = np.zeros((len(nodes), n), dtype=np.float32)
-        for row, node in enumerate(nodes):
-            if node < 0 or node >= len(self.indptr) - 1:
-                continue
-            lo, hi = self.indptr[node], self.indptr[node + 1]
-            if hi > lo:
-                idx, val = top_n_rows(self.cosine[None, lo:hi], n)
-                found = idx[0] >= 0
-                out_idx[row, found[: n]] = self.indices[lo:hi][idx[0][found]]
-                out_val[row, found[: n]] = val[0][found]
+        rows = np.flatnonzero((nodes >= 0) & (nodes < len(self.indptr) - 1))
+        starts, ends = self.indptr[nodes[rows]], self.indptr[nodes[rows] + 1]
+        entries_through = np.cumsum(ends - starts)
+        lo = 0
+        while lo < len(rows):
+            before = entries_through[lo - 1] if lo else 0
+            hi = max(lo + 1, int(np.searchsorted(entries_through, before + SIMILAR_ENTRIES, side="right")))
+            self._rank_neighbours(rows[lo:hi], starts[lo:hi], ends[lo:hi], out_idx, out_val)
+            lo = hi
         return out_idx, out_val
+
+    def _rank_neighbours(self, rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, out_idx: np.ndarray,
+                         out_val: np.ndarray) -> None:
+        """Fill ``out_*[rows]`` with the best of the CSR entries ``starts[j]:ends[j]`` of each row ``rows[j]``."""
+        lengths = ends - starts
+        positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        entry_rows, items, values = best_first_per_row(np.repeat(rows, lengths), self.indices[positions].astype(np.int64),
+                                                       self.cosine[positions], out_idx.shape[1])
+        first = np.flatnonzero(np.r_[True, entry_rows[1:] != entry_rows[:-1]])
+        rank = np.arange(len(entry_rows)) - np.repeat(first, np.diff(np.r_[first, len(entry_rows)]))
+        top = rank < out_idx.shape[1]
+        out_idx[entry_rows[top], rank[top]] = items[top]
+        out_val[entry_rows[top], rank[top]] = values[top]
 
     # -- user-to-item -----------------------------------------------------------------------------
 

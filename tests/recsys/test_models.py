@@ -98,3 +98,30 @@ def test_every_registered_model_resolves_to_a_model_with_its_params_in_the_confi
         cls = model_class(name)
         assert issubclass(cls, Model) and cls.serves and cls.fit.__func__ is not Model.fit.__func__, name
         assert isinstance(config.params_for(name), spec.params), name
+
+
+def test_item_knn_similar_ranks_by_cosine_with_ties_to_the_lower_item_even_at_the_cut(tmp_path, monkeypatch):
+    from recsys.models import item_knn
+
+    rng = np.random.default_rng(4)
+    n_items = 40
+    src, dst = np.nonzero(rng.random((n_items, n_items)) < 0.3)
+    keep = src != dst
+    weights = rng.integers(1, 3, keep.sum()).astype(float)  # few distinct weights: many tied cosines
+    table = TransitionTable.from_edges(np.array([f"i{n:02d}" for n in range(n_items)], dtype=object),
+                                       src[keep], dst[keep], weights)
+    model = model_class("item_knn").fit(_inputs(tmp_path, table, [1] * n_items), NoParams())
+    nodes = np.array([3, -1, 0, 39, 3, n_items, 17])
+    expected_idx = np.full((len(nodes), 6), -1)
+    for row, node in enumerate(nodes):
+        if 0 <= node < n_items:
+            lo, hi = model.indptr[node], model.indptr[node + 1]
+            best = sorted(zip(-model.cosine[lo:hi], model.indices[lo:hi]))[:6]
+            expected_idx[row, :len(best)] = [item for _, item in best]
+    monkeypatch.setattr(item_knn, "SIMILAR_ENTRIES", 7)  # several groups of nodes
+    for n in (6, 0):
+        idx, val = model.similar(nodes, n)
+        np.testing.assert_array_equal(idx, expected_idx[:, :n])
+        assert (val[idx < 0] == 0).all() and (np.diff(val, axis=1)[idx[:, 1:] >= 0] <= 0).all()
+        np.testing.assert_array_equal(val[idx >= 0], model.pair_scores(np.repeat(nodes, n)[idx.ravel() >= 0],
+                                                                       idx[idx >= 0]))
