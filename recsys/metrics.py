@@ -20,7 +20,7 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks, tied values sharing the mean of their ranks."""
     order = np.argsort(values, kind="mergesort")
     sorted_vals = values[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_vals)) + 1]
+    starts = np.r_[0, np.flatnonzero(sorted_vals[1:] != sorted_vals[:-1]) + 1]  # not np.diff: -inf - -inf is nan
     ends = np.r_[starts[1:], len(values)]
     mean_rank = (starts + ends + 1) / 2.0  # ranks start..end-1 (0-based) -> mean of (start+1 .. end)
     ranks = np.empty(len(values))
@@ -36,7 +36,7 @@ def precision_recall(positive: np.ndarray, negative: np.ndarray) -> tuple[np.nda
     labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
     order = np.argsort(-scores, kind="mergesort")
     scores, labels = scores[order], labels[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    last_of_tie = np.r_[np.flatnonzero(scores[1:] != scores[:-1]), len(scores) - 1]
     true_pos = np.cumsum(labels)[last_of_tie]
     predicted = last_of_tie + 1
     return true_pos / predicted, true_pos / max(len(positive), 1)

@@ -17,6 +17,14 @@ def test_auc_with_ties_matches_brute_force():
     assert auc_roc(pos, neg) == pytest.approx(_brute_auc(pos, neg))
 
 
+def test_scores_of_minus_infinity_tie_with_each_other(recwarn):
+    pos, neg = np.array([-np.inf, 1.0, -np.inf]), np.array([-np.inf, 0.0, 1.0])  # as a sequence model scores the unknown
+    assert auc_roc(pos, neg) == pytest.approx(_brute_auc(pos, neg))  # 3.5 / 9: a -inf pair is half a win
+    precision, recall = precision_recall(pos, neg)
+    assert precision.tolist() == pytest.approx([0.5, 1 / 3, 0.5]) and recall.tolist() == pytest.approx([1 / 3, 1 / 3, 1.0])
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_auc_extremes():
     assert auc_roc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
     assert auc_roc(np.array([0.0]), np.array([1.0])) == 0.0
