@@ -211,14 +211,14 @@ def _not_committed(skipped: list[Skipped], changed: dict[str, str]) -> dict:
             "changed_files": tuple(f"{path} ({why})" for path, why in sorted(changed.items()))}
 
 
-def _read_and_count(spark: SparkSession, files: list[RawFile], config: IngestConfig,
+def _read_and_count(spark: SparkSession, files: list[RawFile], mapping: ColumnMapping, config: IngestConfig,
                     now: dt.datetime) -> tuple[DataFrame, DataFrame, list[_Count], dict[str, str]]:
     """Parse and type ``files`` (cached: each is read once), counting their rows in the same pass, and leave
     out those that changed or vanished while read.
 
     Returns the cached frame (to unpersist), its rows of the files kept, their counts, and path -> why for the
     others."""
-    cached = _typed(_parse(spark, files, config.column_mapping()), config, now).cache()
+    cached = _typed(_parse(spark, files, mapping), mapping, config, now).cache()
     counts = _row_counts(cached)  # every file is read here, so the check below follows the whole read
     changed = {str(f.path): why for f in files if (why := changed_since_listed(f))}
     for path, why in sorted(changed.items()):
@@ -239,7 +239,7 @@ def _ingest_batch(spark: SparkSession, config: IngestConfig, lake: Lake, files: 
     batch_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     share = getattr(config, "max_quarantined_share", MAX_QUARANTINED_SHARE)
 
-    cached, typed, counts, changed = _read_and_count(spark, files, config, now)
+    cached, typed, counts, changed = _read_and_count(spark, files, mapping, config, now)
     files = [f for f in files if str(f.path) not in changed]
     if not files:
         cached.unpersist()
@@ -513,9 +513,8 @@ def _event_type(mapping: ColumnMapping) -> F.Column:
     return F.create_map(*pairs)[F.col("event_type_raw")]
 
 
-def _typed(parsed: DataFrame, config: IngestConfig, now: dt.datetime) -> DataFrame:
+def _typed(parsed: DataFrame, mapping: ColumnMapping, config: IngestConfig, now: dt.datetime) -> DataFrame:
     """Typed canonical columns and the first reason each row fails validation (null when valid)."""
-    mapping = config.column_mapping()
     frame = parsed.withColumn("event_time", _event_time(mapping)).withColumn("event_type", _event_type(mapping))
     too_long = config.max_field_chars
     checks: list[tuple[F.Column, F.Column]] = [

@@ -68,13 +68,19 @@ def csr_from_pairs(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> tuple[np.
 
 def csr_take_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The sub-CSR made of ``rows`` (in that order, repeats allowed), without a Python loop."""
+    sub_indptr, offsets = csr_row_offsets(indptr, rows)
+    return sub_indptr, np.asarray(indices, dtype=np.int64)[offsets]
+
+
+def csr_row_offsets(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr of the sub-CSR made of ``rows``, the offset in the full CSR's entry arrays of each of its
+    entries): index ``indices``, or any array aligned with it, by the offsets."""
     rows = np.asarray(rows, dtype=np.int64)
     starts, lengths = indptr[rows], indptr[rows + 1] - indptr[rows]
     sub_indptr = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=sub_indptr[1:])
-    # position k of the output belongs to output row r(k) and reads indices[starts[r] + k - sub_indptr[r]]
-    offsets = np.arange(sub_indptr[-1], dtype=np.int64) - np.repeat(sub_indptr[:-1] - starts, lengths)
-    return sub_indptr, np.asarray(indices, dtype=np.int64)[offsets]
+    # position k of the output belongs to output row r(k) and reads entry starts[r] + k - sub_indptr[r]
+    return sub_indptr, np.arange(sub_indptr[-1], dtype=np.int64) - np.repeat(sub_indptr[:-1] - starts, lengths)
 
 
 def _check_csr(indptr: np.ndarray, indices: np.ndarray, n_rows: int, name: str) -> None:
@@ -248,13 +254,9 @@ def top_k_with_fallback(candidates: tuple[np.ndarray, np.ndarray, np.ndarray], k
                                          (reach_indptr, fallback_items[position], fallback_scores[position]))
     rankable = _rankable(keys, tags)
     keys, values = keys[rankable], values[rankable]
-    rows, items, values = best_first_per_row(keys // span, keys % span, values, k)
-    rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
-    top = rank < k
     out_items = np.full((n_rows, k), -1, dtype=np.int64)
     out_scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
-    out_items[rows[top], rank[top]] = items[top]
-    out_scores[rows[top], rank[top]] = values[top]
+    fill_top_k(*best_first_per_row(keys // span, keys % span, values, k), out_items, out_scores)
     out_items[np.isneginf(out_scores)] = -1
     return out_items, out_scores
 
@@ -304,6 +306,15 @@ def best_first_per_row(rows: np.ndarray, items: np.ndarray, values: np.ndarray,
     near = order[values[order] >= kth] if k else order[:0]
     near = near[np.lexsort((items[near], -values[near], rows[near]))]
     return rows[near], items[near], values[near]
+
+
+def fill_top_k(rows: np.ndarray, items: np.ndarray, values: np.ndarray, out_items: np.ndarray,
+               out_values: np.ndarray) -> None:
+    """Write ``best_first_per_row``'s entries into the (rows, k) ``out_*`` blocks: each row's first k."""
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
+    top = rank < out_items.shape[1]
+    out_items[rows[top], rank[top]] = items[top]
+    out_values[rows[top], rank[top]] = values[top]
 
 
 CandidateFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]  # (B,) row ids -> B-row CSR

@@ -40,7 +40,7 @@ from recsys.interactions import Interactions
 from recsys.models.base import FALLBACK_SCORE, ITEM_TO_ITEM, USER_TO_ITEM, ItemModel, TrainingInputs, UserModel, \
     known_pairs, read_meta, write_meta
 from recsys.models.params import NoParams
-from recsys.ranking import best_first_per_row, top_k_with_fallback_in_batches
+from recsys.ranking import best_first_per_row, csr_row_offsets, fill_top_k, top_k_with_fallback_in_batches
 from recsys.transition import TransitionTable
 
 log = logging.getLogger(__name__)
@@ -169,28 +169,17 @@ class ItemKNNModel(ItemModel, UserModel):
         out_idx = np.full((len(nodes), n), -1, dtype=np.int64)
         out_val = np.zeros((len(nodes), n), dtype=np.float32)
         rows = np.flatnonzero((nodes >= 0) & (nodes < len(self.indptr) - 1))
-        starts, ends = self.indptr[nodes[rows]], self.indptr[nodes[rows] + 1]
-        entries_through = np.cumsum(ends - starts)
+        entries_through = np.cumsum(self.indptr[nodes[rows] + 1] - self.indptr[nodes[rows]])
         lo = 0
         while lo < len(rows):
             before = entries_through[lo - 1] if lo else 0
             hi = max(lo + 1, int(np.searchsorted(entries_through, before + SIMILAR_ENTRIES, side="right")))
-            self._rank_neighbours(rows[lo:hi], starts[lo:hi], ends[lo:hi], out_idx, out_val)
+            sub_indptr, offsets = csr_row_offsets(self.indptr, nodes[rows[lo:hi]])
+            ranked = best_first_per_row(np.repeat(rows[lo:hi], np.diff(sub_indptr)),
+                                        self.indices[offsets].astype(np.int64), self.cosine[offsets], n)
+            fill_top_k(*ranked, out_idx, out_val)
             lo = hi
         return out_idx, out_val
-
-    def _rank_neighbours(self, rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, out_idx: np.ndarray,
-                         out_val: np.ndarray) -> None:
-        """Fill ``out_*[rows]`` with the best of the CSR entries ``starts[j]:ends[j]`` of each row ``rows[j]``."""
-        lengths = ends - starts
-        positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        entry_rows, items, values = best_first_per_row(np.repeat(rows, lengths), self.indices[positions].astype(np.int64),
-                                                       self.cosine[positions], out_idx.shape[1])
-        first = np.flatnonzero(np.r_[True, entry_rows[1:] != entry_rows[:-1]])
-        rank = np.arange(len(entry_rows)) - np.repeat(first, np.diff(np.r_[first, len(entry_rows)]))
-        top = rank < out_idx.shape[1]
-        out_idx[entry_rows[top], rank[top]] = items[top]
-        out_val[entry_rows[top], rank[top]] = values[top]
 
     # -- user-to-item -----------------------------------------------------------------------------
 
