@@ -27,8 +27,13 @@ embeddings, so they can be scored after each epoch (a module, so that NGCF's wei
 its dropout is off for scoring); the final model is built with the model class's ``from_training``, as ``fit`` does, and
 scoring uses no random numbers, so the final figures are the same as without ``--eval-every``.
 
+``--max-batches-per-epoch`` and ``--max-propagated-per-epoch`` train with the pipeline's caps on the
+steps per epoch (``LightGCNParams``: 256 and 64,000,000 by default there) instead of the papers' schedule.
+
     python benchmarks/reproduce_graph_cf.py --dataset lastfm --epochs 5
     python benchmarks/reproduce_graph_cf.py --dataset gowalla --epochs 1 --assert-lightgcn-beats-mf
+    python benchmarks/reproduce_graph_cf.py --dataset gowalla --models lightgcn --epochs 8 \
+        --max-batches-per-epoch 256 --max-propagated-per-epoch 64000000
 """
 
 from __future__ import annotations
@@ -174,10 +179,12 @@ def evaluate(user_vectors: np.ndarray, item_vectors: np.ndarray, split: dict, th
 
 def model_params(name: str, args) -> MFBPRParams:
     """The params of model ``name`` from the command line (NGCF's dropouts default to ``NGCFParams``' own)."""
+    # by default the papers' schedule: batch_size triples per step on any dataset
     common = dict(dim=args.dim, lr=args.lr, l2=args.l2, batch_size=args.batch_size, epochs=args.epochs,
-                  max_batches_per_epoch=None)  # the papers' schedule: batch_size triples per step on any dataset
+                  max_batches_per_epoch=getattr(args, "max_batches_per_epoch", None))
     if name == "lightgcn":
-        return LightGCNParams(layers=args.layers, **common)
+        return LightGCNParams(layers=args.layers, max_propagated_per_epoch=getattr(args, "max_propagated_per_epoch", None),
+                              **common)
     if name == "ngcf":
         defaults = NGCFParams.model_fields
         return NGCFParams(layers=args.layers, **common,
@@ -264,6 +271,10 @@ def print_table(split: dict, args, rows: list[dict]) -> None:
     print(f"seed {args.seed}, threads {args.threads}, dim {args.dim}, layers {args.layers}, lr {args.lr}, "
           f"l2 {args.l2}, batch {args.batch_size}; full ranking over all items, training items excluded")
     for row in rows:
+        first = row["curve"][0]
+        print(f"{row['model']}: {first['batch_size']} triples per step, lr {first['lr']:.6g} (max_batches_per_epoch "
+              f"{row['params']['max_batches_per_epoch']}, max_propagated_per_epoch {row['params'].get('max_propagated_per_epoch')})")
+    for row in rows:
         if row["model"] == "ngcf":
             ngcf = row["params"]
             print(f"ngcf: message dropout {ngcf['message_dropout']}, node dropout {ngcf['node_dropout']}; final "
@@ -304,6 +315,10 @@ def parse_args(argv) -> argparse.Namespace:
     cli.add_argument("--node-dropout", type=float, default=NGCFParams.model_fields["node_dropout"].default,
                      help="ngcf: share of the normalised adjacency's entries dropped per batch while training")
     cli.add_argument("--eval-every", type=int, default=0, help="also evaluate every E epochs (0: only at the end)")
+    cli.add_argument("--max-batches-per-epoch", type=int, default=None,
+                     help="the pipeline's cap on Adam steps per epoch (default: none, the papers' schedule)")
+    cli.add_argument("--max-propagated-per-epoch", type=int, default=None,
+                     help="lightgcn: the pipeline's cap on triples x steps per epoch (its default: 64000000; here none)")
     cli.add_argument("--assert-lightgcn-beats-mf", action="store_true",
                      help="exit non-zero unless LightGCN's NDCG@20 is above MF-BPR's")
     args = cli.parse_args(argv)

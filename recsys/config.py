@@ -264,6 +264,7 @@ class PublishConfig(Strict):
     tolerance: float = Field(0.02, ge=0, description="publish nothing if the champion's metric is this much below the last published one's")
     retention: int = Field(14, ge=1, description="run dates whose data files the published Delta tables keep (for rollback); older ones are vacuumed, never what the current snapshot needs")
     ann_min_items: int = Field(50_000, ge=0, description="an embedding or factor model with at least this many candidate items publishes its top-N by approximate nearest-neighbour search (HNSW, recsys/ann.py), with its recall against the exact top-N measured on a sample and shown in the report; below it, exact search; 0 = always exact")
+    ann_min_recall: float = Field(0.95, ge=0, le=1, description="the approximate search's recall@N against the exact top-N on the run's sample of 1,000 anchors that publishing aims for: below it, ef_search doubles from 128 (up to 2,048) before the table is searched; the report gives the recall reached")
 
 
 class CatalogueTooSmall(ValueError):

@@ -54,6 +54,7 @@ import math
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -284,48 +285,52 @@ def user_to_item_table(model: UserModel, history: Interactions | None, n: int, r
 
 
 def searched_item_to_item_table(model: ItemModel, catalog: Catalog, n: int, run_id: str, ann_min_items: int = 0,
-                                seed: int = 0, threads: int | None = None) -> tuple[pa.Table, SearchSummary | None]:
+                                seed: int = 0, threads: int | None = None, min_recall: float = 0.0
+                                ) -> tuple[pa.Table, SearchSummary | None]:
     """``item_to_item_table``, by the model's approximate search when it has one for a catalogue of at least
     ``ann_min_items`` items (``publish.ann_min_items``; 0: always exact), with what that search did: its
-    recall@n against the exact top-n on a seeded sample of items, and its time against the exact path's
+    recall@n against the exact top-n on a seeded sample of items (its ``ef_search`` raised first until that
+    recall reaches ``min_recall``, ``publish.ann_min_recall``), and its time against the exact path's
     (``recsys.ann``). The summary is None when the table was searched exactly. The search uses ``threads``
     threads (default: every core); its result is the same for any number."""
     search = model.approximate_search(ann_min_items, threads or os.cpu_count() or 1)
-    started = time.perf_counter()
-    table = item_to_item_table(model, catalog, n, run_id)
     if search is None:
-        return table, None
-    n = max(1, min(n, len(catalog.item_ids)))
-    return table, _measured(ITEM_TO_ITEM, search, model.known_items(), n, time.perf_counter() - started, seed,
-                            lambda nodes: model.similar(nodes, n)[0], lambda nodes: model.exact_similar(nodes, n)[0])
+        return item_to_item_table(model, catalog, n, run_id), None
+    top = max(1, min(n, len(catalog.item_ids)))
+    return _searched(ITEM_TO_ITEM, search, model.known_items(), top, seed, min_recall,
+                     lambda nodes: model.similar(nodes, top)[0], lambda nodes: model.exact_similar(nodes, top)[0],
+                     lambda: item_to_item_table(model, catalog, n, run_id))
 
 
 def searched_user_to_item_table(model: UserModel, history: Interactions | None, n: int, run_id: str,
-                                ann_min_items: int = 0, seed: int = 0, threads: int | None = None
-                                ) -> tuple[pa.Table, SearchSummary | None]:
+                                ann_min_items: int = 0, seed: int = 0, threads: int | None = None,
+                                min_recall: float = 0.0) -> tuple[pa.Table, SearchSummary | None]:
     """``user_to_item_table`` by the model's approximate search (``searched_item_to_item_table`` for users):
     the recall is measured on a seeded sample of users, their seen items left out as in the table."""
     search = model.approximate_search(ann_min_items, threads or os.cpu_count() or 1)
-    started = time.perf_counter()
-    table = user_to_item_table(model, history, n, run_id)
     if search is None:
-        return table, None
-    n = max(1, min(n, len(model.item_ids)))
-    return table, _measured(USER_TO_ITEM, search, np.arange(len(model.user_ids)), n, time.perf_counter() - started,
-                            seed, lambda rows: model.top_items(rows, n, history)[0],
-                            lambda rows: model.exact_top_items(rows, n, history)[0])
+        return user_to_item_table(model, history, n, run_id), None
+    top = max(1, min(n, len(model.item_ids)))
+    return _searched(USER_TO_ITEM, search, np.arange(len(model.user_ids)), top, seed, min_recall,
+                     lambda rows: model.top_items(rows, top, history)[0],
+                     lambda rows: model.exact_top_items(rows, top, history)[0],
+                     lambda: user_to_item_table(model, history, n, run_id))
 
 
-def _measured(table: str, search: VectorSearch, anchors: np.ndarray, n: int, searched: float, seed: int,
-              approximate, exact) -> SearchSummary:
-    """What an approximate search did: its recall@n against ``exact`` on a seeded sample of ``anchors``, and
-    its ``searched`` seconds against the exact path's, logged."""
-    recall, sample, exact_seconds = measure_recall(approximate, exact, anchors, seed=seed)
+def _searched(table: str, search: VectorSearch, anchors: np.ndarray, n: int, seed: int, min_recall: float,
+              approximate, exact, build: Callable[[], pa.Table]) -> tuple[pa.Table, SearchSummary]:
+    """The table ``build`` makes by approximate search, after its recall@n against ``exact`` on a seeded
+    sample of ``anchors`` was measured (and ``ef_search`` raised to reach ``min_recall``), with what the
+    search did: that recall, and its seconds against the exact path's, logged."""
+    recall, sample, exact_seconds = measure_recall(approximate, exact, anchors, seed=seed, search=search,
+                                                   min_recall=min_recall)
+    started = time.perf_counter()
+    body = build()
     summary = SearchSummary(table, "hnsw", library_version(), len(search), int(len(anchors)), n, round(recall, 4),
-                            sample, round(search.build_seconds, 2), round(searched, 2), round(exact_seconds, 2),
-                            asdict(search.params))
+                            sample, round(search.build_seconds, 2), round(time.perf_counter() - started, 2),
+                            round(exact_seconds, 2), asdict(search.params))
     log.info("publish: %s", summary.describe())
-    return summary
+    return body, summary
 
 
 def publish_item_to_item(lake: Lake, recs: pa.Table, run_date: str, run_id: str, model: str,

@@ -271,7 +271,7 @@ def publish_task(settings: PublishConfig, evaluation: EvaluateResult, trained: T
     inputs = load_training_inputs(Path(graph.path), seed=plan.seed)
     model = load_model(champion, Path(trained.model(champion).path), inputs)
     recs, search = searched_item_to_item_table(model, inputs.catalog, settings.top_n, plan.run_id,
-                                               settings.ann_min_items, plan.seed)
+                                               settings.ann_min_items, plan.seed, min_recall=settings.ann_min_recall)
     result = publish_item_to_item(Lake(Path(plan.lake)), recs, plan.run_date, plan.run_id, champion,
                                   item_headline(evaluation.row(champion)), evaluation.metric, settings.tolerance,
                                   settings.retention, evaluation.min_positives)
@@ -301,7 +301,8 @@ def publish_users_task(settings: PublishConfig, users: InteractionsConfig, evalu
     model = load_model(champion, Path(trained.model(champion).path), inputs)
     exclude_seen = settings.exclude_seen and not getattr(model, "recommend_seen", False)
     recs, search = searched_user_to_item_table(model, inputs.user_history if exclude_seen else None,
-                                               settings.user_top_n, plan.run_id, settings.ann_min_items, plan.seed)
+                                               settings.user_top_n, plan.run_id, settings.ann_min_items, plan.seed,
+                                               min_recall=settings.ann_min_recall)
     row = next(r for r in evaluation.user_rows if r["model"] == champion)
     result = publish_table(lake, USER_TO_ITEM, recs, plan.run_date, plan.run_id, champion, user_headline(row),
                            evaluation.user_metric, settings.tolerance, settings.retention, evaluation.min_users)

@@ -18,9 +18,10 @@ products; the backward pass of ``Â X`` is ``Â^T G = Â G`` since ``Â`` is sym
 same CSR matrix instead of transposing it. After training the final user and item embeddings are
 stored; ``user_scores`` is one product with all item vectors. Deviations: no node dropout (the paper
 does not use it for LightGCN); each interaction is one positive per epoch (see ``mf_bpr``); an epoch
-takes at most ``max_batches_per_epoch`` (256) steps: above 256 x 2048 triples the batch grows instead,
-and the learning rate with it (linear scaling), so an epoch costs O(interactions) rather than
-O(interactions^2) and reaches the same validation NDCG (``benchmarks/bpr_batches.py``, docs/benchmarks.md).
+takes at most ``max_batches_per_epoch`` (256) steps and at most ``max_propagated_per_epoch`` (64M) triples
+x steps: where the triples need more steps of 2048, the batch grows instead, and the learning rate with it
+(linear scaling), so an epoch costs about the same on any large log rather than O(interactions^2), at the
+same validation NDCG (``benchmarks/bpr_batches.py``; Gowalla and the 10M-event log in docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -52,11 +52,17 @@ def bpr_loss(users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tens
     return bpr + l2 * reg, bpr
 
 
+def _rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[index]``, whose backward on the CPU is ``index_add_`` rather than indexing's slower ``index_put_``
+    (a LightGCN step at 10M events: 0.5 s instead of 0.8 s for the batch's six row gathers)."""
+    return x.index_select(0, index)
+
+
 def batch_size_for(triples: int, params: MFBPRParams) -> int:
     """Triples per Adam step: ``batch_size``, or more when the epoch would need more than
-    ``max_batches_per_epoch`` steps (then ``ceil(triples / max_batches_per_epoch)``, and the learning
-    rate grows by the same factor: Goyal et al. 2017's linear scaling rule, https://arxiv.org/abs/1706.02677)."""
-    cap = params.max_batches_per_epoch
+    ``params.max_steps(triples)`` steps (then ``ceil(triples / max_steps)``, and the learning rate grows
+    by the same factor: Goyal et al. 2017's linear scaling rule, https://arxiv.org/abs/1706.02677)."""
+    cap = params.max_steps(triples)
     if cap is None or triples <= cap * params.batch_size:
         return params.batch_size
     return -(-triples // cap)
@@ -97,7 +103,7 @@ def train_bpr(interactions: Interactions, params: MFBPRParams, seed: int, propag
         return embeddings[users.to(device)] @ embeddings[n_users:].T
 
     parts = (ego,) + ((module,) if module is not None else ())
-    best = BestEpoch(params.patience if curve is not None else 0, lambda: detached_state(*parts))
+    best = BestEpoch(params.patience if curve is not None else 0, lambda: detached_state(*parts), params.min_gain)
     records = []
     for epoch in range(params.epochs):
         start = time.perf_counter()
@@ -114,7 +120,8 @@ def train_bpr(interactions: Interactions, params: MFBPRParams, seed: int, propag
         for s in range(0, len(users), batch):
             u, i, j = u_all[s:s + batch], i_all[s:s + batch], j_all[s:s + batch]
             embeddings = forward(ego)  # (n_users + n_items, dim)
-            loss, bpr = bpr_loss(embeddings[u], embeddings[i], embeddings[j], ego[u], ego[i], ego[j], params.l2)
+            loss, bpr = bpr_loss(_rows(embeddings, u), _rows(embeddings, i), _rows(embeddings, j), _rows(ego, u),
+                                 _rows(ego, i), _rows(ego, j), params.l2)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -129,8 +136,8 @@ def train_bpr(interactions: Interactions, params: MFBPRParams, seed: int, propag
                  ", ".join(f"{k} {v}" for k, v in record.items() if k not in ("epoch", "triples", "batch_size", "lr")))
         progress(epoch + 1, params.epochs)
         if best.update(epoch + 1, record.get(f"validation_{CURVE_METRIC}")):
-            log.info("BPR: no better validation %s for %d epoch(s): stopping, keeping epoch %d", CURVE_METRIC,
-                     params.patience, best.best_epoch)
+            log.info("BPR: validation %s not %.1f%% better for %d epoch(s): stopping, keeping epoch %d", CURVE_METRIC,
+                     100 * params.min_gain, params.patience, best.best_epoch)
             break
     if best.state is not None and best.patience:
         restore_state(best.state, *parts)

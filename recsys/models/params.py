@@ -74,7 +74,8 @@ class UserModelParams(Strict):
     """What every user-to-item model trained by epochs shares: its stopping rule on the ranking
     validation (each user's latest training item held out, ``recsys.models.user_curves``)."""
 
-    patience: int = Field(5, ge=0, description="stop after this many epochs without a better validation NDCG@20 and keep the best epoch's parameters; 0 trains every epoch")
+    patience: int = Field(5, ge=0, description="stop after this many epochs without a better validation NDCG@20 (by more than min_gain) and keep the best epoch's parameters; 0 trains every epoch")
+    min_gain: float = Field(0.002, ge=0, description="an epoch restarts the patience only when its validation NDCG@20 is more than this share above that of the last epoch that did (0.002: 0.2%); smaller gains still make it the kept best epoch. 0: any gain counts")
 
 
 class MFBPRParams(UserModelParams):
@@ -89,13 +90,24 @@ class MFBPRParams(UserModelParams):
     init_std: float = Field(0.1, gt=0, description="embeddings start normal with this standard deviation (the official LightGCN code's initialiser)")
     max_batches_per_epoch: int | None = Field(None, ge=1, description="at most this many Adam steps per epoch: when the epoch's triples need more batches of batch_size, each batch grows to ceil(triples / this) instead and the learning rate grows by the same factor; None keeps batch_size for any log")
 
+    def max_steps(self, triples: int) -> int | None:
+        """The most Adam steps an epoch of ``triples`` may take (None: as many as batch_size needs)."""
+        return self.max_batches_per_epoch
+
 
 class LightGCNParams(MFBPRParams):
     """LightGCN (``recsys.models.lightgcn``): the same BPR training, on embeddings propagated over the
     normalised user-item graph; the defaults are the paper's, with a cap on the steps per epoch for large logs."""
 
     layers: int = Field(3, ge=0, description="propagation layers K; the final embedding is the mean of layers 0..K (0 is MF-BPR)")
-    max_batches_per_epoch: int | None = Field(256, ge=1, description="at most this many Adam steps per epoch (each propagates the whole graph, so without a cap an epoch costs the square of the interactions): above 256 x batch_size triples (about 1.2M events) each batch grows to ceil(triples / 256) and lr by the same factor; None keeps batch_size for any log (the paper's schedule)")
+    max_batches_per_epoch: int | None = Field(256, ge=1, description="at most this many Adam steps per epoch (each propagates the whole graph, so without a cap an epoch costs the square of the interactions): above 256 x batch_size triples each batch grows to ceil(triples / 256) and lr by the same factor; None (with max_propagated_per_epoch None) keeps batch_size for any log (the paper's schedule)")
+    max_propagated_per_epoch: int | None = Field(64_000_000, ge=1, description="at most this many triples x steps per epoch: a step propagates the whole graph, so an epoch takes at most ceil(this / triples) steps, which bites above about 362,000 triples (800,000 events), and costs about the same on any log (4.1M triples, a 10M-event log: 16 steps of 257,004 triples, lr x125); the smaller of the two caps wins; None: only max_batches_per_epoch")
+
+    def max_steps(self, triples: int) -> int | None:
+        caps = [cap for cap in (self.max_batches_per_epoch,
+                                -(-self.max_propagated_per_epoch // max(triples, 1)) if self.max_propagated_per_epoch else None)
+                if cap is not None]
+        return min(caps) if caps else None
 
 
 class NGCFParams(MFBPRParams):

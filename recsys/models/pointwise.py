@@ -156,7 +156,7 @@ def train_pointwise(module: PointwiseNet, interactions: Interactions, params: Po
         module.train()
         return out
 
-    best = BestEpoch(params.patience if curve is not None else 0, lambda: detached_state(module))
+    best = BestEpoch(params.patience if curve is not None else 0, lambda: detached_state(module), params.min_gain)
     records = []
     for epoch in range(params.epochs):
         start = time.perf_counter()
@@ -183,8 +183,8 @@ def train_pointwise(module: PointwiseNet, interactions: Interactions, params: Po
                  ", ".join(f"{k} {v}" for k, v in record.items() if k not in ("epoch", "instances")))
         progress(epoch + 1, params.epochs)
         if best.update(epoch + 1, record.get(f"validation_{CURVE_METRIC}")):
-            log.info("%s: no better validation %s for %d epoch(s): stopping, keeping epoch %d", type(module).__name__,
-                     CURVE_METRIC, params.patience, best.best_epoch)
+            log.info("%s: validation %s not %.1f%% better for %d epoch(s): stopping, keeping epoch %d",
+                     type(module).__name__, CURVE_METRIC, 100 * params.min_gain, params.patience, best.best_epoch)
             break
     if best.state is not None and best.patience:
         restore_state(best.state, module)

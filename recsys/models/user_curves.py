@@ -8,7 +8,10 @@ RecBole's ``LS`` split, here inside the training window so the test days stay un
 ``RankingCurve`` scores those users against all items with their remaining training items excluded
 (``recsys.ranking``: the same full-ranking code and metrics as the evaluate stage) and returns
 NDCG@20 and Recall@20; ``BestEpoch`` keeps the parameters of the best epoch so far and says when
-``patience`` epochs have passed without a better one (``patience`` 0: never stop early).
+``patience`` epochs have passed without a gain of more than ``min_gain`` (a share) over the value of the
+last epoch that made one (``patience`` 0: never stop early). The tolerance is Keras' ``min_delta``, made
+relative: on a plateau the 5,000 users' NDCG moves by a few tenths of a percent from epoch to epoch, and
+without it each such wobble restarted the patience (docs/benchmarks.md, LightGCN at 10M events).
 """
 
 from __future__ import annotations
@@ -75,17 +78,26 @@ class RankingCurve:
 
 
 class BestEpoch:
-    """Early stopping: remembers the best validation value and a snapshot of that epoch's parameters."""
+    """Early stopping: remembers the best validation value and a snapshot of that epoch's parameters,
+    and the last epoch that gained more than ``min_gain`` (a share) over the previous such epoch."""
 
-    def __init__(self, patience: int, snapshot: Callable[[], Any]):
-        self.patience, self.snapshot = patience, snapshot
+    def __init__(self, patience: int, snapshot: Callable[[], Any], min_gain: float = 0.0):
+        self.patience, self.snapshot, self.min_gain = patience, snapshot, min_gain
         self.best_value, self.best_epoch, self.state = -math.inf, 0, None
+        self.gained_value, self.gained_epoch = -math.inf, 0
 
     def update(self, epoch: int, value: float | None) -> bool:
         """Record ``epoch``'s value; True when training should stop."""
-        if value is not None and not math.isnan(value) and value > self.best_value:
+        if value is None or math.isnan(value):
+            return self._out_of_patience(epoch)
+        if value > self.best_value:
             self.best_value, self.best_epoch, self.state = value, epoch, self.snapshot()
-        return self.patience > 0 and self.best_epoch > 0 and epoch - self.best_epoch >= self.patience
+        if not self.gained_epoch or value > self.gained_value + self.min_gain * abs(self.gained_value):
+            self.gained_value, self.gained_epoch = value, epoch
+        return self._out_of_patience(epoch)
+
+    def _out_of_patience(self, epoch: int) -> bool:
+        return self.patience > 0 and self.gained_epoch > 0 and epoch - self.gained_epoch >= self.patience
 
 
 def mark_best(curve: list[dict], best_epoch: int) -> list[dict]:

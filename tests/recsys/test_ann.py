@@ -209,3 +209,25 @@ def test_a_run_with_ann_min_items_1_publishes_both_tables_by_approximate_search_
     assert read_latest(tmp_path / "lake", "user_to_item").num_rows > 0
     pointer = json.loads((tmp_path / "lake" / "recommendations" / "LATEST.json").read_text())
     assert pointer["tables"]["user_to_item"]["model"] == "mf_bpr"
+
+
+def test_measure_recall_raises_ef_search_until_the_sample_reaches_the_recall_asked_for():
+    from recsys.ann import HNSWParams, measure_recall
+
+    items = clustered(4000, 16, 40, seed=5)
+    queries = clustered(600, 16, 40, seed=6) * 3.0  # user-like: off the items' sphere
+
+    def exact(rows):
+        return np.argsort(-(queries[rows] @ items.T), axis=1, kind="stable")[:, :N]
+
+    def measured(min_recall):
+        search = VectorSearch(items, HNSWParams(M=8, ef_construction=32, ef_search=128))
+        recall, sample, _ = measure_recall(lambda rows: search.top_n(queries[rows], N)[0], exact, np.arange(600),
+                                           size=300, seed=1, search=search, min_recall=min_recall)
+        return recall, search.params.ef_search, sample
+
+    low, ef_low, sample = measured(0.0)
+    assert ef_low == 128 and low < 0.95 and sample == 300  # measured: 0.88 at 128
+    high, ef_high, _ = measured(0.95)
+    assert high >= 0.95 and ef_high in (256, 512, 1024, 2048)  # doubled from 128 until reached (measured: 0.996 at 512)
+    assert measured(0.95) == (high, ef_high, 300)  # deterministic

@@ -231,6 +231,16 @@ def test_the_batch_grows_so_that_an_epoch_takes_at_most_max_batches_per_epoch_st
     assert batch_size_for(10**7, params.model_copy(update={"max_batches_per_epoch": None})) == 10
     assert LightGCNParams().max_batches_per_epoch == 256 and MFBPRParams().max_batches_per_epoch is None
 
+
+def test_lightgcn_takes_fewer_steps_per_epoch_as_the_graph_grows():
+    params = LightGCNParams(batch_size=10, max_batches_per_epoch=100, max_propagated_per_epoch=4000)
+    # triples x steps stays within 4,000: 10 steps of 10 for 100 triples, 10 of 40 for 400, 4 of 250 for 1,000
+    assert [batch_size_for(n, params) for n in (100, 400, 1000, 4000, 10**6)] == [10, 40, 250, 4000, 10**6]
+    assert batch_size_for(10**6, params.model_copy(update={"max_propagated_per_epoch": None})) == 10**4
+    defaults = LightGCNParams()
+    assert batch_size_for(50_000, defaults) == 2048  # the sample's size: the paper's batch
+    assert batch_size_for(4_112_055, defaults) == 257_004  # the 10M-event log: 16 steps per epoch
+
     R, held_out, group_users, group_items = _planted()
     capped = LightGCNParams(dim=16, lr=0.02, batch_size=64, epochs=20, layers=2, max_batches_per_epoch=3)
     trained = LightGCNModel.fit(_inputs(R), capped)

@@ -172,7 +172,10 @@ def test_curve_records_validation_and_early_stopping_keeps_the_best_epoch():
     assert len(curve) < params.epochs  # it stopped early (measured: after epoch 8 of 30)
     best = [c for c in curve if c["best"]]
     assert len(best) == 1 and best[0]["epoch"] == int(np.argmax(ndcg)) + 1
-    assert len(curve) - best[0]["epoch"] == params.patience
+    gained = [1]  # the epochs that restarted the patience: more than min_gain above the last such epoch
+    for epoch, value in enumerate(ndcg[1:], start=2):
+        gained += [epoch] if value > ndcg[gained[-1] - 1] * (1 + params.min_gain) else []
+    assert len(curve) - gained[-1] == params.patience and best[0]["epoch"] >= gained[-1]
     # the stored embeddings are the best epoch's: scoring them again gives its validation figures
     again = RankingCurve(R, validation)(lambda users: torch.from_numpy(model.user_scores(users.numpy())))
     assert again["validation_ndcg@20"] == pytest.approx(best[0]["validation_ndcg@20"], abs=1e-5)

@@ -438,3 +438,20 @@ def test_csr_helpers():
     assert sub_indptr.tolist() == [0] and len(sub_indices) == 0
     with pytest.raises(ValueError, match="n_rows"):
         csr_from_pairs(np.array([4]), np.array([0]), n_rows=4)
+
+
+def test_top_k_in_batches_bounds_the_scores_of_a_block_and_ranks_the_same(monkeypatch):
+    import recsys.ranking as ranking
+
+    rng = np.random.default_rng(3)
+    scores = torch.from_numpy(rng.integers(0, 5, size=(300, 40)).astype(np.float32))  # many ties
+    exclude_indptr, exclude_indices = csr_from_pairs(rng.integers(0, 300, 500), rng.integers(0, 40, 500), 300)
+    users = rng.permutation(300)
+    reference = ranking.top_k_in_batches(lambda b: scores[b], users, 7, exclude_indptr, exclude_indices, batch_size=300)
+    monkeypatch.setattr(ranking, "MAX_BLOCK_SCORES", 40 * 25)
+    monkeypatch.setattr(ranking, "FIRST_BLOCK_ROWS", 10)
+    blocks = []
+    bounded = ranking.top_k_in_batches(lambda b: blocks.append(len(b)) or scores[b], users, 7, exclude_indptr,
+                                       exclude_indices, batch_size=300)
+    assert blocks == [10] + [25] * 11 + [15]  # a first block of 10 rows, then 25 x 40 items at most
+    assert np.array_equal(bounded[0], reference[0]) and np.array_equal(bounded[1], reference[1])

@@ -17,7 +17,7 @@ from recsys.models.base import USER_TO_ITEM, TrainingInputs
 from recsys.models.mf_bpr import MFBPRModel
 from recsys.models.params import MFBPRParams, NoParams
 from recsys.models.popular import PopularModel
-from recsys.models.user_curves import RankingCurve, hold_out_latest
+from recsys.models.user_curves import BestEpoch, RankingCurve, hold_out_latest
 from recsys.publish import USER_TO_ITEM_SCHEMA, current_run, publish_table, read_latest, user_to_item_table
 from recsys.train import load_user_matrix
 from tasks.maintenance import rollback_latest
@@ -159,6 +159,26 @@ def torch_scores(n_items: int, users):
     import torch
 
     return torch.zeros(len(users), n_items)
+
+
+def _stopping_epoch(values: list[float | None], patience: int, min_gain: float) -> tuple[int | None, int]:
+    """(the epoch after which training stops, None: it never does; the best epoch kept)."""
+    best = BestEpoch(patience, lambda: None, min_gain)
+    for epoch, value in enumerate(values, start=1):
+        if best.update(epoch, value):
+            return epoch, best.best_epoch
+    return None, best.best_epoch
+
+
+def test_early_stopping_ignores_gains_within_min_gain_but_keeps_the_best_epoch():
+    # LightGCN's validation NDCG@20 at 10M events, epochs 1-6 (docs/benchmarks.md), then more plateau
+    plateau = [0.337208, 0.337227, 0.336342, 0.336155, 0.337625, 0.336445, 0.3371, 0.3368, 0.33765, 0.3369, 0.3366]
+    assert _stopping_epoch(plateau, 5, 0.002) == (6, 5)  # no 0.2% gain after epoch 1: stop after 6, keep epoch 5
+    assert _stopping_epoch(plateau, 5, 0.0) == (None, 9)  # every wobble restarts the patience
+    climbing = [0.30 * 1.001 ** k for k in range(40)]  # +0.1% per epoch: 0.3% every three epochs
+    assert _stopping_epoch(climbing, 5, 0.002) == (None, 40)
+    assert _stopping_epoch([0.1, 0.2, None, float("nan"), 0.19, 0.2, 0.2], 5, 0.002) == (7, 2)
+    assert _stopping_epoch([-0.5, -0.4, -0.4], 1, 0.002) == (3, 2)  # a share of |value|: negative values too
 
 
 def test_train_device_auto_is_the_cpu_here_and_cuda_without_a_gpu_fails_clearly():
