@@ -181,10 +181,9 @@ def model_params(name: str, args) -> MFBPRParams:
     """The params of model ``name`` from the command line (NGCF's dropouts default to ``NGCFParams``' own)."""
     # by default the papers' schedule: batch_size triples per step on any dataset
     common = dict(dim=args.dim, lr=args.lr, l2=args.l2, batch_size=args.batch_size, epochs=args.epochs,
-                  max_batches_per_epoch=getattr(args, "max_batches_per_epoch", None))
+                  max_batches_per_epoch=args.max_batches_per_epoch)
     if name == "lightgcn":
-        return LightGCNParams(layers=args.layers, max_propagated_per_epoch=getattr(args, "max_propagated_per_epoch", None),
-                              **common)
+        return LightGCNParams(layers=args.layers, max_propagated_per_epoch=args.max_propagated_per_epoch, **common)
     if name == "ngcf":
         defaults = NGCFParams.model_fields
         return NGCFParams(layers=args.layers, **common,

@@ -104,10 +104,11 @@ class LightGCNParams(MFBPRParams):
     max_propagated_per_epoch: int | None = Field(64_000_000, ge=1, description="at most this many triples x steps per epoch: a step propagates the whole graph, so an epoch takes at most ceil(this / triples) steps, which bites above about 362,000 triples (800,000 events), and costs about the same on any log (4.1M triples, a 10M-event log: 16 steps of 257,004 triples, lr x125); the smaller of the two caps wins; None: only max_batches_per_epoch")
 
     def max_steps(self, triples: int) -> int | None:
-        caps = [cap for cap in (self.max_batches_per_epoch,
-                                -(-self.max_propagated_per_epoch // max(triples, 1)) if self.max_propagated_per_epoch else None)
-                if cap is not None]
-        return min(caps) if caps else None
+        steps = super().max_steps(triples)
+        if self.max_propagated_per_epoch is None:
+            return steps
+        budget = -(-self.max_propagated_per_epoch // max(triples, 1))
+        return budget if steps is None else min(steps, budget)
 
 
 class NGCFParams(MFBPRParams):
