@@ -5,9 +5,10 @@ the walks and the validation pairs into memory (``TrainingInputs``); ``train_mod
 each model's ``fit`` with that model's own params, so no model reads a file.
 
 Cores (``train.threads``, ``train.parallel_models``; measured in ``benchmarks/threads.py``): by default
-the listed models are fitted in parallel worker processes, one thread each, as many at a time as
-there are cores. Each fit is single-threaded and seeded, so the tables are those of a serial
-one-thread run on any machine. Intra-op threads pay off little here: gensim's workers scale but race
+the listed models are fitted in parallel processes (this one and workers), one thread each, as many
+at a time as there are cores, the longest first, each process taking the next fit when it is free.
+Each fit is single-threaded and seeded, so the tables are those of a serial one-thread run on any
+machine. Intra-op threads pay off little here: gensim's workers scale but race
 (Hogwild, not reproducible), and the PyTorch models' per-batch ops are too small to split (2 threads
 ran 0.4-1.1x the speed of one on the sample). Worker processes start with ``OMP_WAIT_POLICY=PASSIVE``:
 OpenMP's default spin-waiting threads made a 2-thread PyTorch fit up to 20x slower on a busy machine.
@@ -18,7 +19,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -191,26 +194,77 @@ def fit_in_workers(models: tuple[str, ...], params_for: Callable[[str], Any], in
                    folder_of: Callable[[str], Path], progress: Progress | None, workers: int) -> TrainResult:
     """Fit ``workers`` models at a time, each with ``inputs.threads`` threads; results in the listed
     order. The models are those of ``train_models`` in one process with the same threads: a fit
-    depends only on its inputs, params and seed. Single-threaded, this process fits the first queued
-    model itself while fresh (spawned) worker processes, given the inputs once, fit the others (a
-    worker pays ~6 s of imports before it starts); a multi-threaded fit always runs in a worker, whose
-    OpenMP threads do not spin (``worker_environment``)."""
+    depends only on its inputs, params and seed. Fresh (spawned) worker processes, given the inputs once,
+    take the queued models one at a time (a worker pays ~6 s of imports before it starts);
+    single-threaded, this process takes them too, the longest first (``fit_from_one_queue``). A
+    multi-threaded fit always runs in a worker, whose OpenMP threads do not spin (``worker_environment``)."""
     queued = queue_order(models)
-    here = queued[:1] if inputs.threads == 1 else []
-    away = [name for name in queued if name not in here]
+    here = inputs.threads == 1
+    slots = max(1, min(workers - here, len(queued) - here))
     shipped = replace(inputs, progress=no_progress)  # a callback of this process does not cross to a worker
-    trained: dict[str, TrainedModel] = {}
     with worker_environment(inputs.threads), ProcessPoolExecutor(
-            max_workers=max(1, min(workers - len(here), len(away))), mp_context=multiprocessing.get_context("spawn"),
+            max_workers=slots, mp_context=multiprocessing.get_context("spawn"),
             initializer=_receive_inputs, initargs=(shipped,)) as pool:
-        futures = {name: pool.submit(_fit_received, name, params_for(name), folder_of(name)) for name in away}
-        if here:
-            trained.update(train_models(tuple(here), params_for, inputs, folder_of, progress).models_by_name())
-        for name in away:  # reported as each is collected, in queue order
-            trained[name] = futures[name].result()
-            if progress is not None:
-                progress(name, 1, 1)
+
+        def fit_away(name: str) -> TrainedModel:
+            return pool.submit(_fit_received, name, params_for(name), folder_of(name)).result()
+
+        def fit_here(name: str) -> TrainedModel:
+            return train_models((name,), params_for, inputs, folder_of, progress).models[0]
+
+        trained, away = fit_from_one_queue(queued, fit_away, slots, fit_here if here else None)
+    if progress is not None:
+        for name in away:
+            progress(name, 1, 1)
     return TrainResult(tuple(trained[name] for name in models))
+
+
+def fit_from_one_queue(queued: list[str], fit_away: Callable[[str], TrainedModel], slots: int,
+                       fit_here: Callable[[str], TrainedModel] | None = None) -> tuple[dict[str, TrainedModel], list[str]]:
+    """Fit the ``queued`` models in queue order by whichever is free: ``slots`` threads that each hand one
+    fit at a time to ``fit_away`` (the worker pool) and, with ``fit_here``, this thread, which takes the
+    first model. ``ProcessPoolExecutor`` moves queued calls to its workers ahead of time, so with every
+    model submitted at once item_knn waited 44 s behind word2vec at 10M events while this process sat
+    idle after LightGCN. Returns the fits and the names fitted away, in the order they ended; after
+    every started fit has ended, raises the first failure (no new fit starts once one has failed)."""
+    pending, lock = deque(queued), threading.Lock()
+    trained: dict[str, TrainedModel] = {}
+    away: list[str] = []
+    failures: list[BaseException] = []
+
+    def claim() -> str | None:
+        with lock:
+            return pending.popleft() if pending and not failures else None
+
+    def fit(name: str, how: Callable[[str], TrainedModel], fitted_away: bool) -> None:
+        try:
+            model = how(name)
+        except BaseException as error:  # noqa: BLE001 - re-raised below, once the other fits have ended
+            with lock:
+                failures.append(error)
+            return
+        with lock:
+            trained[name] = model
+            if fitted_away:
+                away.append(name)
+
+    def feed() -> None:
+        while (name := claim()) is not None:
+            fit(name, fit_away, True)
+
+    first = claim() if fit_here is not None else None  # the longest fit, before a feeder can take it
+    feeders = [threading.Thread(target=feed, name=f"fit-feeder-{i}", daemon=True) for i in range(slots)]
+    for feeder in feeders:
+        feeder.start()
+    name = first
+    while name is not None:
+        fit(name, fit_here, False)
+        name = claim()
+    for feeder in feeders:
+        feeder.join()
+    if failures:
+        raise failures[0]
+    return trained, away
 
 
 def queue_order(models: tuple[str, ...]) -> list[str]:

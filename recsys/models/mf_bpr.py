@@ -98,9 +98,9 @@ def train_bpr(interactions: Interactions, params: MFBPRParams, seed: int, propag
             module.train()
         return out
 
-    def scores(users: torch.Tensor) -> torch.Tensor:
-        embeddings = final()
-        return embeddings[users.to(device)] @ embeddings[n_users:].T
+    def scorer(embeddings: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        items = embeddings[n_users:].T
+        return lambda users: embeddings[users.to(device)] @ items
 
     parts = (ego,) + ((module,) if module is not None else ())
     best = BestEpoch(params.patience if curve is not None else 0, lambda: detached_state(*parts), params.min_gain)
@@ -130,7 +130,7 @@ def train_bpr(interactions: Interactions, params: MFBPRParams, seed: int, propag
         record = {"epoch": epoch + 1, "loss": round(total / len(users), 6), "bpr_loss": round(bpr_total / len(users), 6),
                   "triples": int(len(users)), "batch_size": batch, "lr": lr,
                   "seconds": round(time.perf_counter() - start, 3)}
-        record.update(curve(scores) if curve is not None else {})
+        record.update(curve(scorer(final())) if curve is not None else {})  # one propagation for all the blocks
         records.append(record)
         log.info("BPR epoch %d/%d: %s", epoch + 1, params.epochs,
                  ", ".join(f"{k} {v}" for k, v in record.items() if k not in ("epoch", "triples", "batch_size", "lr")))

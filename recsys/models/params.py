@@ -34,6 +34,13 @@ class Word2VecParams(SkipGramSettings):
     input_mode: Literal["corpus_file", "iterator"] = Field(
         "corpus_file", description="feed gensim from a text corpus file (faster, see docs/benchmarks.md) or a Python iterator"
     )
+    max_trained_words: int | None = Field(None, ge=1, description="at most this many words (nodes of the walks) trained over all epochs: a corpus of more than max_trained_words / epochs words trains floor(max_trained_words / words) epochs instead (at least 1); one thread trains about 100,000 words a second at 180,000 items. A trade of quality for time: at 10M events 40,000,000 gives 2 epochs instead of 5, 7 minutes instead of 17, and next Recall@20 0.310 instead of 0.392 (0.355 with alpha 0.05; docs/benchmarks.md). None: always epochs")
+
+    def epochs_for(self, words: int) -> int:
+        """The epochs to train over a corpus of ``words`` words (see ``max_trained_words``)."""
+        if self.max_trained_words is None or words * self.epochs <= self.max_trained_words:
+            return self.epochs
+        return max(1, self.max_trained_words // max(words, 1))
 
 
 class NegativeSamplingParams(SkipGramSettings):

@@ -7,7 +7,8 @@ words are node indices (Perozzi et al. 2014, "DeepWalk"). Scores are cosine simi
 ``input_mode`` picks one (the corpus file is faster, see docs/benchmarks.md). With more than one
 worker thread gensim's updates race (Hogwild), so only ``threads == 1`` gives identical vectors for
 the same seed; the pipeline's default (``train.parallel_models``: each model one thread, the models
-in parallel processes, ``recsys.train``) keeps that while using every core.
+in parallel processes, ``recsys.train``) keeps that while using every core. ``max_trained_words``
+(off by default) trades quality for time on large catalogues: fewer epochs over a large corpus.
 """
 
 from __future__ import annotations
@@ -64,12 +65,22 @@ class _EpochLog(CallbackAny2Vec):
         self.progress(self.epoch, self.epochs)
 
 
+def corpus_words(walks: pa.ChunkedArray | pa.ListArray) -> int:
+    """The words of one epoch: the nodes of every walk."""
+    return int(pc.sum(pc.list_value_length(walks)).as_py() or 0)
+
+
 def train_word2vec(walks: pa.ChunkedArray | pa.ListArray, params: Word2VecParams, threads: int, seed: int,
                    progress=no_progress) -> Word2Vec:
     walks = walks if isinstance(walks, pa.ChunkedArray) else pa.chunked_array([walks])
+    words = corpus_words(walks)
+    epochs = params.epochs_for(words)
+    if epochs < params.epochs:
+        log.info("word2vec: %d epoch(s) instead of %d: %d words per epoch, max_trained_words %d", epochs, params.epochs,
+                 words, params.max_trained_words)
     common = dict(vector_size=params.vector_size, window=params.window, sg=1, hs=0, negative=params.negative,
                   min_count=1, sample=params.sample, alpha=params.alpha, min_alpha=params.min_alpha,
-                  epochs=params.epochs, workers=threads, seed=seed, callbacks=[_EpochLog(params.epochs, progress)])
+                  epochs=epochs, workers=threads, seed=seed, callbacks=[_EpochLog(epochs, progress)])
     if params.input_mode == "iterator":
         return Word2Vec(sentences=WalkSentences(walks), **common)
     with tempfile.TemporaryDirectory(prefix="recsys-word2vec-") as scratch:  # gensim's corpus_file is a file
@@ -92,4 +103,5 @@ class Word2VecModel(EmbeddingModel):
             raise ValueError("word2vec trains on walks, but none were given")
         model = train_word2vec(inputs.walks, params, inputs.threads, inputs.seed, inputs.progress)
         vectors, has_vector = vectors_by_node(model, inputs.table.n_nodes)
-        return cls("word2vec", vectors, has_vector, {"params": params.model_dump(), "threads": inputs.threads})
+        return cls("word2vec", vectors, has_vector, {"params": params.model_dump(), "threads": inputs.threads,
+                                                     "epochs_trained": model.epochs})

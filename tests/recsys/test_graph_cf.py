@@ -12,8 +12,10 @@ import torch
 from recsys.interactions import Interactions, bpr_triples, normalized_adjacency, sample_negatives
 from recsys.models.base import USER_TO_ITEM, TrainingInputs
 from recsys.models.lightgcn import LightGCNModel, propagate
-from recsys.models.mf_bpr import MFBPRModel, batch_size_for, bpr_loss
+from recsys.models.mf_bpr import MFBPRModel, batch_size_for, bpr_loss, train_bpr
 from recsys.models.params import LightGCNParams, MFBPRParams
+from recsys.models.user_curves import RankingCurve, hold_out_latest
+from recsys.ranking import FIRST_BLOCK_ROWS
 
 
 def _inputs(interactions: Interactions, seed: int = 3) -> TrainingInputs:
@@ -249,6 +251,26 @@ def test_lightgcn_takes_fewer_steps_per_epoch_as_the_graph_grows():
     assert {c["lr"] for c in curve} == {0.02 * 240 / 64}  # and 3.75 times the step
     assert curve[-1]["loss"] < 0.5 * curve[0]["loss"]
     assert _mean_auc_of_held_out_against_other_group(trained, R, held_out, group_users, group_items) > 0.9
+
+
+def test_a_validation_propagates_the_graph_once_however_many_blocks_it_ranks():
+    # 200 validation users are ranked in two blocks (64 rows, then the rest): before, each block
+    # propagated the whole graph again, 26-36 s of each LightGCN epoch at 10M events
+    R = _random(n_users=200, n_items=30, nnz=2000, seed=5)
+    train, held = hold_out_latest(R, np.arange(R.nnz), min_items=3)
+    curve = RankingCurve(train, held)
+    assert len(curve.users) > FIRST_BLOCK_ROWS
+    adjacency, calls = normalized_adjacency(train), []
+
+    def counted(ego: torch.Tensor) -> torch.Tensor:
+        calls.append(ego.requires_grad and torch.is_grad_enabled())
+        return propagate(adjacency, ego, 2)
+
+    params = MFBPRParams(dim=8, batch_size=1000, epochs=2, patience=0)
+    train_bpr(train, params, seed=1, propagate=counted, curve=curve)
+    steps = -(-len(bpr_triples(train, np.random.default_rng(1))[0]) // 1000)
+    assert calls.count(True) == 2 * steps  # the training steps
+    assert calls.count(False) == 2 + 1  # one propagation per validation, one for the final embeddings
 
 
 @pytest.mark.parametrize("cls,params", MODELS, ids=["mf_bpr", "lightgcn"])

@@ -70,6 +70,22 @@ def test_word2vec_separates_two_cliques_and_is_deterministic(tmp_path):
     assert (idx != np.arange(12)[:, None]).all()
 
 
+def test_word2vec_trains_fewer_epochs_when_the_corpus_exceeds_max_trained_words(tmp_path):
+    params = Word2VecParams(epochs=5, max_trained_words=40_000_000)
+    assert [params.epochs_for(n) for n in (1000, 8_000_000, 8_000_001, 18_000_000, 50_000_000)] == [5, 5, 4, 2, 1]
+    assert params.model_copy(update={"max_trained_words": None}).epochs_for(10**9) == 5
+
+    table = _two_cliques()
+    walks = generate_walks_local(table, WalksConfig(walks_per_node=30, walk_length=10), seed=1)
+    steps = 12 * 30 * 10  # every node has neighbours: no walk ends early
+    inputs = _inputs(tmp_path, table, [1] * 12, walks)
+    full = model_class("word2vec").fit(inputs, Word2VecParams(vector_size=8, epochs=10, window=3))
+    capped = model_class("word2vec").fit(inputs, Word2VecParams(vector_size=8, epochs=10, window=3,
+                                                                max_trained_words=3 * steps + 1))
+    assert (full.meta["epochs_trained"], capped.meta["epochs_trained"]) == (10, 3)
+    assert not np.array_equal(full.left, capped.left)
+
+
 def test_word2vec_iterator_mode_trains_too(tmp_path):
     table = _two_cliques()
     walks = generate_walks_local(table, WalksConfig(walks_per_node=30, walk_length=10), seed=1)

@@ -241,6 +241,10 @@ def test_rank_top_k_pads_when_k_exceeds_items():
 def test_rank_top_k_rejects_bad_input():
     with pytest.raises(ValueError, match="NaN"):
         rank_top_k(torch.tensor([[0.1, float("nan")]]), 1)
+    inf = float("inf")
+    with pytest.raises(ValueError, match="NaN"):  # beside infinities, in a later row
+        rank_top_k(torch.tensor([[-inf, 1.0], [inf, float("nan")]]), 1)
+    assert rank_top_k(torch.tensor([[-inf, 1.0], [inf, -inf]]), 1)[0].tolist() == [[1], [0]]
     with pytest.raises(ValueError, match="excluded item ids"):
         rank_top_k(torch.tensor([[0.1, 0.2]]), 1, *_csr([[2]]))
     with pytest.raises(ValueError, match="excluded item ids"):

@@ -6,6 +6,7 @@ intra-op threads, gensim's workers) and leaves torch's global thread count as it
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ from recsys.models import model_class
 from recsys.models.base import TrainingInputs
 from recsys.models.params import LightGCNParams, MFBPRParams, SkipGramParams, Word2VecParams
 from recsys.models.word2vec import train_word2vec
-from recsys.train import Parallelism, available_cores, load_model, parallelism, train_models, training_threads
+from recsys.train import (Parallelism, TrainedModel, available_cores, fit_from_one_queue, load_model, parallelism,
+                          train_models, training_threads)
 from recsys.transition import TransitionTable
 from recsys.walks import generate_walks_local
 
@@ -160,6 +162,60 @@ def test_models_fitted_in_two_worker_processes_equal_those_fitted_one_after_anot
 
 
 @pytest.mark.slow
+def _fitted(name: str) -> TrainedModel:
+    return TrainedModel(name, f"/models/{name}", 1.0, ("item_to_item",))
+
+
+def _signalled(event: threading.Event) -> None:
+    assert event.wait(timeout=60), "the other thread never signalled"
+
+
+def test_this_process_takes_the_next_queued_fit_while_the_worker_is_busy():
+    # lightgcn here; the worker takes word2vec and holds it until this process has fitted the rest: the
+    # pool would have queued popular and item_knn behind word2vec
+    worker_started, worker_may_end = threading.Event(), threading.Event()
+    here = []
+
+    def fit_away(name: str) -> TrainedModel:
+        worker_started.set()
+        _signalled(worker_may_end)
+        return _fitted(name)
+
+    def fit_here(name: str) -> TrainedModel:
+        if name == "lightgcn":
+            _signalled(worker_started)  # the worker has taken word2vec
+        here.append(name)
+        if name == "item_knn":
+            worker_may_end.set()
+        return _fitted(name)
+
+    queued = ["lightgcn", "word2vec", "popular", "item_knn"]
+    trained, away = fit_from_one_queue(queued, fit_away, 1, fit_here)
+    assert here == ["lightgcn", "popular", "item_knn"] and away == ["word2vec"]
+    assert {name: model.name for name, model in trained.items()} == {name: name for name in queued}
+
+    everything_away, _ = fit_from_one_queue(queued, _fitted, 2)  # no fit_here: multi-threaded fits
+    assert sorted(everything_away) == sorted(queued)
+
+
+def test_a_failed_fit_stops_new_fits_and_is_raised_after_the_running_ones_end():
+    failed, started = threading.Event(), []
+
+    def fit_away(name: str) -> TrainedModel:
+        started.append(name)
+        failed.set()
+        raise RuntimeError(f"{name} broke")
+
+    def fit_here(name: str) -> TrainedModel:
+        if name == "lightgcn":
+            _signalled(failed)  # the worker has taken word2vec, and failed
+        return _fitted(name)
+
+    with pytest.raises(RuntimeError, match="word2vec broke"):
+        fit_from_one_queue(["lightgcn", "word2vec", "popular", "item_knn"], fit_away, 1, fit_here)
+    assert started == ["word2vec"]  # the feeder takes nothing after its failure
+
+
 def test_a_failing_fit_in_a_worker_fails_the_stage(tmp_path):
     inputs = _tiny_inputs()
     inputs.walks = None  # word2vec needs walks
