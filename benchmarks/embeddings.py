@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,7 +27,7 @@ from recsys.models.params import SkipGramParams, Word2VecParams  # noqa: E402
 from recsys.lake import read_walks  # noqa: E402
 from recsys.models.negative_sampling import FlatWalks  # noqa: E402
 from recsys.models.skipgram import train_skipgram  # noqa: E402
-from recsys.models.word2vec import train_word2vec  # noqa: E402
+from recsys.models.word2vec import corpus_words, train_word2vec  # noqa: E402
 from word2vec_input import sample_walks  # noqa: E402
 
 
@@ -47,7 +46,7 @@ def main() -> None:
     walks = read_walks(args.walks) if args.walks else sample_walks(args.walks_per_node, args.length, args.seed)
     flat = FlatWalks.from_arrow(walks)
     n_nodes = int(flat.tokens.max()) + 1
-    tokens = sum(int(pc.sum(pc.list_value_length(chunk)).as_py() or 0) for chunk in walks.chunks)
+    tokens = corpus_words(walks)
     print(f"walks: {len(walks):,} walks, {tokens:,} tokens, {n_nodes:,} nodes; dim {args.dim}, window 5, negative 5, "
           f"sample 1e-3, epochs {args.epochs}, threads {args.threads}")
 

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from recsys.config import WalksConfig  # noqa: E402
 from recsys.models.params import Word2VecParams  # noqa: E402
-from recsys.models.word2vec import train_word2vec  # noqa: E402
+from recsys.models.word2vec import corpus_words, train_word2vec  # noqa: E402
 from recsys.sample import generate_sample  # noqa: E402
 from recsys.transition import TransitionTable  # noqa: E402
 from recsys.lake import read_walks  # noqa: E402
@@ -64,7 +63,7 @@ def main() -> None:
     args = cli.parse_args()
 
     walks = read_walks(args.walks) if args.walks else sample_walks(args.walks_per_node, args.length, args.seed)
-    tokens = sum(int(pc.sum(pc.list_value_length(chunk)).as_py() or 0) for chunk in walks.chunks)
+    tokens = corpus_words(walks)
     print(f"walks: {len(walks):,} walks, {tokens:,} tokens; threads {args.threads}, epochs {args.epochs}")
     rates = {}
     for mode in ("corpus_file", "iterator"):

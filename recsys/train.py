@@ -252,11 +252,10 @@ def fit_from_one_queue(queued: list[str], fit_away: Callable[[str], TrainedModel
         while (name := claim()) is not None:
             fit(name, fit_away, True)
 
-    first = claim() if fit_here is not None else None  # the longest fit, before a feeder can take it
+    name = claim() if fit_here is not None else None  # the longest fit, before a feeder can take it
     feeders = [threading.Thread(target=feed, name=f"fit-feeder-{i}", daemon=True) for i in range(slots)]
     for feeder in feeders:
         feeder.start()
-    name = first
     while name is not None:
         fit(name, fit_here, False)
         name = claim()
