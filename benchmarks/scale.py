@@ -12,7 +12,7 @@ the stage's time to the floor: reading and decompressing the input once plus wri
 Parquet with pyarrow. The peak resident memory of the driver (the ``recsys run`` process), the Spark JVM
 and Spark's Python workers, of the other processes under the driver (Prefect's temporary server, the
 training worker processes) and of all of them together at one instant ("all") is sampled from ``/proc``
-every 0.2 s. Spark's fixed cost (session start, the
+every 0.2 s, with what each role held at the instant "all" peaked. Spark's fixed cost (session start, the
 first JVM job, the first Python-worker job) is measured once in this process.
 
     python benchmarks/scale.py                         # 1M, 3M, 10M; default models
@@ -125,9 +125,12 @@ class MemorySampler:
     peaks: dict[str, int] = field(default_factory=lambda: {"driver": 0, "spark_jvm": 0, "spark_workers": 0, "other": 0,
                                                            "all": 0})
 
+    at_peak: dict[str, float] = field(default_factory=dict)  # each role's RSS and the time when "all" peaked
+
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = time.perf_counter()
 
     def __enter__(self) -> MemorySampler:
         self._thread.start()
@@ -144,6 +147,8 @@ class MemorySampler:
                 rss = _rss_bytes(pid)
                 totals[role] += rss
                 totals["all"] += rss  # the whole tree at one instant: the roles' peaks need not coincide
+            if totals["all"] > self.peaks["all"]:
+                self.at_peak = {**totals, "seconds": time.perf_counter() - self._started}
             for role, total in totals.items():
                 self.peaks[role] = max(self.peaks[role], total)
 
@@ -195,6 +200,7 @@ class SizeResult:
     wall: float
     stages: dict[str, float]
     memory: dict[str, int]
+    memory_at_peak: dict[str, float]
     lake: Path
     returncode: int
     output: str
@@ -224,7 +230,7 @@ def run_size(log: Log, lake: Path, models: str | None = None, extra: tuple[str, 
     wall = time.perf_counter() - started
     timings = sorted(lake.glob("runs/*/stage_seconds.json"))
     stages = json.loads(timings[-1].read_text()) if timings else {}
-    return SizeResult(log, wall, stages, dict(sampler.peaks), lake, process.returncode,
+    return SizeResult(log, wall, stages, dict(sampler.peaks), dict(sampler.at_peak), lake, process.returncode,
                       (lake.parent / "run.log").read_text())
 
 
@@ -274,8 +280,13 @@ def print_results(results: list[SizeResult], floors: dict[float, dict[str, float
     for result in results:
         floor = floors[result.log.millions]
         memory = ", ".join(f"{role} {peak / 2**30:.2f} GiB" for role, peak in result.memory.items())
+        at_peak = result.memory_at_peak
+        composition = ", ".join(f"{role} {at_peak[role] / 2**30:.2f}" for role in result.memory if role != "all"
+                                and role in at_peak)
         print(f"- {result.log.rows:,} events: floor {floor['floor']:.1f} s (read {floor['read']:.1f} s, write "
               f"{floor['write']:.1f} s); peak RSS {memory}; exit {result.returncode}")
+        if at_peak:
+            print(f"  the whole tree peaked {at_peak['seconds']:.0f} s into the run: {composition} GiB")
 
 
 def main(argv: list[str] | None = None) -> None:

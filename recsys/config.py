@@ -49,6 +49,12 @@ class SparkConfig(Strict):
     driver_memory: str = Field("2g", pattern=r"^\d+[kmgtKMGT]?$", description="spark.driver.memory; the driver collects only edge lists, O(edges)")
     executor_memory: str = Field("2g", pattern=r"^\d+[kmgtKMGT]?$", description="spark.executor.memory on a cluster")
     shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions; small by default for one machine")
+    driver_java_options: str = Field(
+        "-XX:G1PeriodicGCInterval=5000",
+        description="spark.driver.extraJavaOptions. The default has the JVM's G1 collector collect and return heap "
+                    "it no longer uses after 5 seconds without a collection: the session stays open while the models "
+                    "train, and after the 10M-event ingest and graph its JVM otherwise held 2.6 GiB through training "
+                    "(0.8 GiB with it; benchmarks/jvm_memory.py)")
     show_progress: bool = Field(False, description="Spark's console progress bar (the CLI turns it on)")
 
 

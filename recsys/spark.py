@@ -33,6 +33,7 @@ def spark_session(config: SparkConfig, app_name: str = "recsys-nightly") -> Spar
         .config("spark.driver.memory", config.driver_memory)
         .config("spark.executor.memory", config.executor_memory)
         .config("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
+        .config("spark.driver.extraJavaOptions", config.driver_java_options)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.enabled", "false")

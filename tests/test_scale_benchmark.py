@@ -43,3 +43,5 @@ def test_one_million_events_publish_both_tables_with_balanced_accounting(tmp_pat
         assert published.column(anchor).to_pylist()  # rows name their anchors
     assert set(result.stages) >= {"ingest", "graph", "walks", "train", "evaluate", "publish"}
     assert result.memory["driver"] > 0
+    at_peak = result.memory_at_peak  # the roles at the instant the whole tree peaked add up to that peak
+    assert at_peak["all"] == result.memory["all"] == sum(at_peak[role] for role in result.memory if role != "all")
