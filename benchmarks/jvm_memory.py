@@ -28,19 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from recsys.config import PipelineConfig, SparkConfig  # noqa: E402
+from scale import _rss_bytes, scaled_log  # noqa: E402
 
 NO_OPTIONS = "-Dnothing=set"  # spark-submit needs a value; this one changes nothing
 
 
 def jvm_rss_gib(parent: int) -> float:
     """The resident memory of ``parent``'s java children (the session's JVM)."""
-    total = 0
     children = subprocess.run(["pgrep", "-P", str(parent), "java"], capture_output=True, text=True).stdout.split()
-    for pid in children:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-    return total / 2**30
+    return sum(_rss_bytes(int(pid)) for pid in children) / 2**30
 
 
 def one_setting(options: str, events: Path, items: Path, idle: float, every: float) -> dict:
@@ -83,8 +79,6 @@ def main() -> None:
     cli.add_argument("--every", type=float, default=5.0, help="seconds between memory readings")
     cli.add_argument("--one", help=argparse.SUPPRESS)  # a child process: one setting, JSON on stdout
     arguments = cli.parse_args()
-    from scale import scaled_log
-
     log = scaled_log(arguments.millions, arguments.data)
     if arguments.one is not None:
         print(json.dumps(one_setting(arguments.one, log.events, log.items, arguments.idle, arguments.every)))
